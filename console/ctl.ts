@@ -1,0 +1,304 @@
+/**
+ * `ctl`: the admin CLI of secrets-dispatcher, for the same operations as the console.
+ *
+ * ```
+ * ctl [--bus <address>] list [--json]
+ * ctl [--bus <address>] show <id> [--json]
+ * ctl [--bus <address>] approve <id> [--digest <hex>] [--json]
+ * ctl [--bus <address>] deny <id> [--reason <text>] [--json]
+ * ctl [--bus <address>] history [--limit <n>] [--json]
+ * ```
+ *
+ * `<id>` may be any unique prefix (at least 4 hex characters) of a request id. The address
+ * defaults to `$SD_COMPANION_BUS_ADDRESS`. Human output is escaped (lib/sanitize.ts); `--json`
+ * prints the daemon's RequestView / arrays as they are, with characters that a terminal could
+ * interpret written as `\uXXXX` JSON escapes (same value, safe to print).
+ *
+ * Exit codes: {@link EXIT_OK} 0; {@link EXIT_REFUSED} 1 when the daemon said no (NoSuchRequest,
+ * NotPending, DigestMismatch...); {@link EXIT_UNREACHABLE} 2 when the daemon cannot be reached (or
+ * no address is known); {@link EXIT_USAGE} 64 for a bad command line.
+ *
+ * Permissions: `--allow-env=SD_COMPANION_BUS_ADDRESS --allow-read=<sock> --allow-write=<sock>
+ * --allow-net=unix:<sock> --allow-sys=uid`.
+ *
+ * @module
+ */
+
+import { Command, CommanderError, Option } from "@commander-js/extra-typings";
+import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_client.ts";
+import type { RequestView } from "../lib/protocol.ts";
+import { escapeLine, escapeMultiline } from "../lib/sanitize.ts";
+import {
+  describeHistoryEntry,
+  describeRequest,
+  formatCallerShort,
+  formatCountdown,
+  shortDigest,
+  shortId,
+  summarize,
+} from "./describe.ts";
+import { START_HINT } from "./render.ts";
+import { toAnsi } from "./text.ts";
+
+/** Success. */
+export const EXIT_OK = 0;
+/** The daemon answered with an error (the text says which). */
+export const EXIT_REFUSED = 1;
+/** The daemon could not be reached. */
+export const EXIT_UNREACHABLE = 2;
+/** Bad command line (EX_USAGE). */
+export const EXIT_USAGE = 64;
+
+/** Environment variable holding the companion bus address. */
+export const ADDRESS_ENV = "SD_COMPANION_BUS_ADDRESS";
+/** Reason sent by `deny` without `--reason`. */
+export const DEFAULT_DENY_REASON = "denied with ctl";
+
+/** Where `ctl` writes and reads its environment (replaced in tests). */
+export interface CtlIo {
+  /** Writes to stdout. */
+  out(text: string): void;
+  /** Writes to stderr. */
+  err(text: string): void;
+  /** Reads an environment variable; undefined when unset or not permitted. */
+  env(name: string): string | undefined;
+  /** Connect timeout, ms. */
+  connectTimeoutMs?: number;
+}
+
+function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  let off = 0;
+  while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+}
+
+/** The real stdout/stderr/environment. */
+export const denoIo: CtlIo = {
+  out: (t) => writeAll(Deno.stdout, t),
+  err: (t) => writeAll(Deno.stderr, t),
+  env: (name) => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined;
+    }
+  },
+};
+
+const UNSAFE_IN_JSON = new RegExp(
+  String
+    .raw`[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}[\p{Zs}--[\x20]]]`,
+  "gv",
+);
+
+/**
+ * JSON text of `value`, with every character a terminal could interpret or hide written as a
+ * `\uXXXX` escape (still the same JSON value).
+ */
+export function safeJson(value: unknown): string {
+  // JSON.stringify escapes C0 controls inside strings itself, so a raw "\n" here is layout.
+  return JSON.stringify(value, null, 2).replace(UNSAFE_IN_JSON, (ch) => {
+    if (ch === "\n") return ch;
+    let out = "";
+    for (let i = 0; i < ch.length; i++) {
+      out += `\\u${ch.charCodeAt(i).toString(16).padStart(4, "0")}`;
+    }
+    return out;
+  });
+}
+
+/** Thrown by actions to end with a given exit code and message. */
+class Exit extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message);
+  }
+}
+
+function listTable(views: RequestView[], now: number): string {
+  if (views.length === 0) return "no pending requests\n";
+  const rows = views.map((v) => [
+    shortId(v.id),
+    escapeLine(String(v.kind)),
+    formatCallerShort(v),
+    formatCountdown(v.expiresAt, now),
+    summarize(v),
+  ]);
+  const head = ["ID", "KIND", "CALLER", "EXPIRES", "SUMMARY"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) =>
+    r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  ").trimEnd();
+  return [line(head), ...rows.map(line)].join("\n") + "\n";
+}
+
+function showText(view: RequestView, now: number): string {
+  return describeRequest(view, now).map((l) => toAnsi(l.segs, false)).join("\n") + "\n";
+}
+
+function oneLine(view: RequestView): string {
+  return `${shortId(view.id)} (${escapeLine(String(view.kind))}) "${summarize(view)}", digest ${
+    shortDigest(view.digest)
+  }`;
+}
+
+function parseLimit(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) > 0xffffffff) {
+    throw new CommanderError(
+      EXIT_USAGE,
+      "ctl.badLimit",
+      `--limit must be a number, got ${escapeLine(value)}`,
+    );
+  }
+  return Number(value);
+}
+
+/**
+ * Runs `ctl` with `args` (without the program name).
+ *
+ * @param args command-line arguments, e.g. `["approve", "1a2b3c4d"]`
+ * @param io output and environment (default: the real ones)
+ * @returns the exit code ({@link EXIT_OK}, {@link EXIT_REFUSED}, {@link EXIT_UNREACHABLE},
+ *   {@link EXIT_USAGE})
+ */
+export async function main(args: string[], io: CtlIo = denoIo): Promise<number> {
+  let client: AdminClient | null = null;
+  let address = "";
+
+  const program = new Command("ctl")
+    .description("secrets-dispatcher admin CLI: list, show, approve and deny requests")
+    .addOption(new Option("--bus <address>", `companion bus address (default: $${ADDRESS_ENV})`))
+    .exitOverride()
+    .configureOutput({
+      writeOut: io.out,
+      writeErr: io.err,
+      // Commander would read CLICOLOR_FORCE etc. (an env permission) and the terminal width.
+      getOutHasColors: () => false,
+      getErrHasColors: () => false,
+      getOutHelpWidth: () => 80,
+      getErrHelpWidth: () => 80,
+      // Usage errors quote the command line: escape it like everything else.
+      outputError: (text, write) => write(escapeMultiline(text)),
+    })
+    .showHelpAfterError(false);
+
+  const connect = async (): Promise<AdminClient> => {
+    address = program.opts().bus ?? io.env(ADDRESS_ENV) ?? "";
+    if (!address) {
+      throw new Exit(
+        EXIT_UNREACHABLE,
+        `no bus address: pass --bus <address> or set ${ADDRESS_ENV}`,
+      );
+    }
+    client = await AdminClient.connect(address, { timeoutMs: io.connectTimeoutMs });
+    return client;
+  };
+  const print = (text: string) => io.out(text);
+
+  program.command("list")
+    .description("list the pending requests")
+    .option("--json", "print the RequestView array as JSON")
+    .action(async (opts) => {
+      const views = await (await connect()).list();
+      print(opts.json ? safeJson(views) + "\n" : listTable(views, Date.now()));
+    });
+
+  program.command("show")
+    .description("show one request in full")
+    .argument("<id>", "request id or unique prefix")
+    .option("--json", "print the RequestView as JSON")
+    .action(async (id, opts) => {
+      const view = await (await connect()).get(id);
+      print(opts.json ? safeJson(view) + "\n" : showText(view, Date.now()));
+    });
+
+  program.command("approve")
+    .description("approve a request (as it is now: run `show` first)")
+    .argument("<id>", "request id or unique prefix")
+    .option("--digest <hex>", "only approve if the request's digest starts with this (from `show`)")
+    .option("--json", "print the approved RequestView as JSON")
+    .action(async (id, opts) => {
+      const c = await connect();
+      const view = await c.get(id);
+      if (opts.digest !== undefined) {
+        const want = opts.digest.toLowerCase();
+        if (!/^[0-9a-f]{8,}$/.test(want)) {
+          throw new CommanderError(
+            EXIT_USAGE,
+            "ctl.badDigest",
+            "--digest needs at least 8 hex characters",
+          );
+        }
+        if (!view.digest.startsWith(want)) {
+          throw new Exit(
+            EXIT_REFUSED,
+            `not approved: the request's digest is ${shortDigest(view.digest)}, not ${
+              escapeLine(want)
+            }; show it again`,
+          );
+        }
+      }
+      await c.approve(view.id, view.digest);
+      print(opts.json ? safeJson(view) + "\n" : `approved ${oneLine(view)}\n`);
+    });
+
+  program.command("deny")
+    .description("deny a request")
+    .argument("<id>", "request id or unique prefix")
+    .option("--reason <text>", "why (recorded in the history)", DEFAULT_DENY_REASON)
+    .option("--json", "print the denied RequestView as JSON")
+    .action(async (id, opts) => {
+      const c = await connect();
+      const view = await c.get(id);
+      await c.deny(view.id, opts.reason);
+      print(opts.json ? safeJson(view) + "\n" : `denied ${oneLine(view)}\n`);
+    });
+
+  program.command("history")
+    .description("show the decision history, newest last")
+    .option("--limit <n>", "at most n entries (0 = the daemon's default, 100)", parseLimit, 0)
+    .option("--json", "print the HistoryEntry array as JSON")
+    .action(async (opts) => {
+      const entries = await (await connect()).history(opts.limit);
+      if (opts.json) print(safeJson(entries) + "\n");
+      else if (entries.length === 0) print("no history\n");
+      else {print(
+          entries.map((e) => toAnsi(describeHistoryEntry(e), false).trimEnd()).join("\n") + "\n",
+        );}
+    });
+
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return EXIT_OK; // --help, --version
+      if (err.code.startsWith("ctl.")) io.err(`ctl: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof Exit) {
+      io.err(`ctl: ${err.message}\n`);
+      return err.code;
+    }
+    if (err instanceof AdminError) {
+      const name = err.dbusName.split(".").at(-1) ?? err.dbusName;
+      io.err(`ctl: ${escapeLine(name)}: ${escapeLine(err.text)}\n`);
+      return EXIT_REFUSED;
+    }
+    if (err instanceof AdminUnreachableError) {
+      io.err(
+        `ctl: cannot reach the daemon at ${escapeLine(err.address || address)}: ${
+          escapeLine(err.message)
+        }\n` +
+          `ctl: ${START_HINT}\n`,
+      );
+      return EXIT_UNREACHABLE;
+    }
+    io.err(`ctl: unexpected error: ${escapeLine(String(err))}\n`);
+    return EXIT_REFUSED;
+  } finally {
+    (client as AdminClient | null)?.close();
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,318 @@
+/**
+ * The console's screen model: a pure function from {@link UiState} and a terminal size to the
+ * rows to draw. Outside strings are escaped by `describe.ts` (or here, for status texts); the only
+ * escape sequences in the output are our own SGR styles added by `toAnsi`.
+ *
+ * Layout: row 0 title bar; then the screen's body; the second-last row is the status line (or the
+ * approval prompt); the last row lists the keys (and the scroll position).
+ *
+ * @module
+ */
+
+import { escapeLine } from "../lib/sanitize.ts";
+import type { HistoryEntry, RequestView } from "../lib/protocol.ts";
+import {
+  describeHistoryEntry,
+  describeRequest,
+  formatCallerShort,
+  formatCountdown,
+  shortDigest,
+  shortId,
+  summarize,
+} from "./describe.ts";
+import { cell, padRow, type Seg, seg, toAnsi, wrapLine } from "./text.ts";
+import type { UiState } from "./state.ts";
+
+/** Terminal size in character cells. */
+export interface Size {
+  cols: number;
+  rows: number;
+}
+
+/** Smallest terminal the console draws in; smaller ones get a "too small" notice. */
+export const MIN_SIZE: Size = { cols: 30, rows: 8 };
+
+/** Hint shown when the daemon cannot be reached. */
+export const START_HINT = "is the daemon running? start it with `deno task daemon`";
+
+/** Rows available for scrolled content on `screen` (list rows, detail rows, history entries). */
+export function pageSize(size: Size, _screen: UiState["screen"]): number {
+  // title + (column header | request header) + status + keys
+  return Math.max(1, size.rows - 4);
+}
+
+/**
+ * The detail view of `view` wrapped to `cols` columns: every field, every body line, nothing cut.
+ *
+ * @param view the request
+ * @param now ms since the epoch (countdown)
+ * @param cols terminal width
+ */
+export function detailRows(view: RequestView, now: number, cols: number): Seg[][] {
+  let lines;
+  try {
+    lines = describeRequest(view, now);
+  } catch (err) {
+    lines = [{ segs: [seg(`cannot show this request: ${escapeLine(String(err))}`, "error")] }];
+  }
+  return lines.flatMap((l) => wrapLine(l, Math.max(1, cols)));
+}
+
+function titleBar(state: UiState, cols: number): Seg[] {
+  const where = state.screen === "detail"
+    ? "request"
+    : state.screen === "history"
+    ? "history"
+    : "pending requests";
+  const conn = state.conn.status === "connected"
+    ? `${state.requests.length} pending`
+    : state.conn.status === "connecting"
+    ? "connecting..."
+    : "DAEMON UNREACHABLE";
+  const d = new Date(state.now);
+  const clock = [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) =>
+    String(n).padStart(2, "0")
+  ).join(":");
+  const left = ` secrets-dispatcher | ${where} | ${conn}`;
+  const gap = Math.max(1, cols - left.length - clock.length - 1);
+  return padRow(
+    [seg(
+      left + " ".repeat(gap) + clock + " ",
+      state.conn.status === "unreachable" ? "error" : "title",
+    )],
+    cols,
+    "title",
+  );
+}
+
+function unreachableText(state: UiState): string {
+  return `daemon unreachable at ${escapeLine(state.conn.address)}` +
+    (state.conn.error ? `: ${escapeLine(state.conn.error)}` : "");
+}
+
+function statusRow(state: UiState, cols: number): Seg[] {
+  if (state.confirm) {
+    const d = state.detail?.view;
+    const what = d ? `${escapeLine(String(d.kind))} ${shortId(d.id)}` : shortId(state.confirm.id);
+    return padRow([
+      seg(`APPROVE ${what} digest ${shortDigest(state.confirm.digest)}? `, "warn"),
+      seg("[y]", "key"),
+      seg(" yes  ", "warn"),
+      seg("[any other key]", "key"),
+      seg(" no", "warn"),
+    ], cols);
+  }
+  if (state.conn.status === "unreachable" && state.screen !== "list") {
+    return padRow([seg(unreachableText(state), "error")], cols);
+  }
+  if (state.status) return padRow([seg(escapeLine(state.status.text), state.status.tone)], cols);
+  return padRow([], cols);
+}
+
+function keysRow(parts: [string, string][], prefix: Seg[], cols: number): Seg[] {
+  const segs: Seg[] = [...prefix];
+  for (const [k, what] of parts) {
+    segs.push(seg(` ${k}`, "key"), seg(` ${what} `, "dim"));
+  }
+  return padRow(segs, cols);
+}
+
+const COL = { mark: 2, id: 10, kind: 13, caller: 19, expires: 9 };
+
+function listBody(state: UiState, cols: number, height: number): Seg[][] {
+  const rows: Seg[][] = [];
+  const header = " ".repeat(COL.mark) + cell("ID", COL.id) + cell("KIND", COL.kind) +
+    cell("CALLER", COL.caller) +
+    cell("EXPIRES", COL.expires) + "SUMMARY";
+  rows.push(padRow([seg(header, "label")], cols));
+  const body = height - 1;
+  if (!state.loaded) {
+    if (state.conn.status === "unreachable") {
+      for (
+        const r of wrapLine(
+          { segs: [seg(unreachableText(state), "error")], cont: [seg("  ")] },
+          cols,
+        )
+      ) {
+        rows.push(padRow(r, cols));
+      }
+      rows.push(padRow([seg(`retrying every 2 s; ${START_HINT}`, "warn")], cols));
+    } else {
+      rows.push(
+        padRow(
+          [seg(`connecting to the daemon at ${escapeLine(state.conn.address)}...`, "dim")],
+          cols,
+        ),
+      );
+    }
+  } else if (state.requests.length === 0) {
+    rows.push(padRow([seg("no pending requests", "dim")], cols));
+  } else {
+    const n = state.requests.length;
+    const idx = Math.max(0, state.requests.findIndex((r) => r.id === state.selectedId));
+    const overflow = n > body;
+    const visible = overflow ? Math.max(1, body - 1) : body;
+    const offset = overflow ? Math.min(Math.max(0, idx - visible + 1), n - visible) : 0;
+    for (const r of state.requests.slice(offset, offset + visible)) {
+      const selected = r.id === state.selectedId;
+      const countdown = formatCountdown(r.expiresAt, state.now);
+      const fixed = (selected ? "> " : "  ") + cell(shortId(r.id), COL.id) +
+        cell(escapeLine(String(r.kind)), COL.kind) +
+        cell(formatCallerShort(r), COL.caller) + cell(countdown, COL.expires);
+      rows.push(
+        padRow(
+          [seg(fixed + summarize(r), selected ? "selected" : "plain")],
+          cols,
+          selected ? "selected" : "plain",
+        ),
+      );
+    }
+    if (overflow) {
+      rows.push(
+        padRow([
+          seg(
+            `(requests ${offset + 1}-${offset + visible} of ${n}; more ${
+              offset > 0 ? "above" : ""
+            }${offset > 0 && offset + visible < n ? " and " : ""}${
+              offset + visible < n ? "below" : ""
+            })`,
+            "dim",
+          ),
+        ], cols),
+      );
+    }
+  }
+  return rows;
+}
+
+function detailHeader(state: UiState, cols: number): Seg[] {
+  const d = state.detail!;
+  const v = d.view;
+  const segs: Seg[] = [seg(`REQUEST ${shortId(v.id)} ${escapeLine(String(v.kind))} `, "heading")];
+  if (d.gone !== null) segs.push(seg(` NO LONGER PENDING: ${escapeLine(d.gone)} `, "error"));
+  else if (d.changed) segs.push(seg(" CHANGED SINCE OPENED: go back and reopen ", "error"));
+  else segs.push(seg(` expires in ${formatCountdown(v.expiresAt, state.now)} `, "warn"));
+  segs.push(seg(` ${summarize(v)}`));
+  return padRow(segs, cols);
+}
+
+/** History entries wrapped to `cols` columns (one entry may take several rows). */
+export function historyRows(entries: HistoryEntry[], cols: number): Seg[][] {
+  return entries.flatMap((e) =>
+    wrapLine({ segs: describeHistoryEntry(e), cont: [seg(" ".repeat(21))] }, cols)
+  );
+}
+
+function historyBody(state: UiState, cols: number, height: number): { rows: Seg[][]; pos: string } {
+  const h = state.history;
+  const rows: Seg[][] = [
+    padRow([
+      seg(
+        "TIME                 ID        KIND         EVENT     CALLER               SUMMARY",
+        "label",
+      ),
+    ], cols),
+  ];
+  const body = height - 1;
+  if (h.error !== null) {
+    rows.push(padRow([seg(`cannot load the history: ${escapeLine(h.error)}`, "error")], cols));
+  }
+  if (h.entries.length === 0) {
+    rows.push(padRow([seg(h.loading ? "loading..." : "no history", "dim")], cols));
+    return { rows, pos: "" };
+  }
+  const all = historyRows(h.entries, cols);
+  const page = body - rows.length + 1;
+  const max = Math.max(0, all.length - page);
+  const start = Math.min(h.scroll ?? max, max);
+  const shown = all.slice(start, start + page);
+  for (const r of shown) rows.push(padRow(r, cols));
+  const end = start + shown.length;
+  return {
+    rows,
+    pos: `lines ${start + 1}-${end} of ${all.length}${end < all.length ? " (more below)" : ""}`,
+  };
+}
+
+/**
+ * The screen as rows of styled segments (exactly `size.rows` rows, each exactly `size.cols`
+ * columns wide). Exposed for tests; {@link render} adds the SGR codes.
+ */
+export function renderSegs(state: UiState, size: Size): Seg[][] {
+  const { cols, rows } = size;
+  if (cols < MIN_SIZE.cols || rows < MIN_SIZE.rows) {
+    const out = [
+      padRow(
+        [seg(`terminal too small (need ${MIN_SIZE.cols}x${MIN_SIZE.rows})`, "warn")],
+        Math.max(0, cols),
+      ),
+    ];
+    while (out.length < rows) out.push(padRow([], Math.max(0, cols)));
+    return out.slice(0, Math.max(0, rows));
+  }
+  const out: Seg[][] = [titleBar(state, cols)];
+  const bodyHeight = rows - 3; // between title and status
+  let keys: Seg[];
+  if (state.screen === "detail" && state.detail) {
+    out.push(detailHeader(state, cols));
+    const all = detailRows(state.detail.view, state.now, cols);
+    const page = bodyHeight - 1;
+    const start = Math.min(state.detail.scroll, Math.max(0, all.length - page));
+    const shown = all.slice(start, start + page);
+    for (const r of shown) out.push(padRow(r, cols));
+    while (out.length < rows - 2) out.push(padRow([], cols));
+    const end = start + shown.length;
+    const pos = `lines ${start + 1}-${end} of ${all.length}${
+      end < all.length ? " (more below)" : " (end)"
+    }`;
+    keys = keysRow(
+      state.confirm ? [["y", "approve"], ["other", "cancel"]] : [
+        ["arrows/PgUp/PgDn", "scroll"],
+        ["A,y", "approve"],
+        ["d", "deny"],
+        ["Esc", "back"],
+      ],
+      [seg(pos, end < all.length ? "warn" : "dim"), seg(" |", "dim")],
+      cols,
+    );
+  } else if (state.screen === "history") {
+    const { rows: body, pos } = historyBody(state, cols, bodyHeight);
+    out.push(...body);
+    while (out.length < rows - 2) out.push(padRow([], cols));
+    keys = keysRow(
+      [["arrows/PgUp/PgDn", "scroll"], ["r", "reload"], ["Esc", "back"]],
+      pos ? [seg(pos, "dim"), seg(" |", "dim")] : [],
+      cols,
+    );
+  } else {
+    out.push(...listBody(state, cols, bodyHeight));
+    while (out.length < rows - 2) out.push(padRow([], cols));
+    keys = keysRow(
+      [
+        ["Up/Down", "select"],
+        ["Enter", "open"],
+        ["d", "deny"],
+        ["h", "history"],
+        ["r", "refresh"],
+        ["q", "quit"],
+      ],
+      [],
+      cols,
+    );
+  }
+  out.length = Math.min(out.length, rows - 2);
+  out.push(statusRow(state, cols), keys);
+  return out;
+}
+
+/**
+ * The screen as terminal lines: exactly `size.rows` strings, each `size.cols` columns wide, made
+ * of escaped text and our own SGR styling.
+ *
+ * @param state what to show
+ * @param size terminal size
+ * @param color false for plain text without SGR
+ */
+export function render(state: UiState, size: Size, color = true): string[] {
+  return renderSegs(state, size).map((r) => toAnsi(r, color));
+}

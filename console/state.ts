@@ -1,0 +1,604 @@
+/**
+ * The console's state machine: a pure reducer from (state, event) to (state, effects). Keys,
+ * daemon replies, signals and clock ticks are events; the effects (approve, deny, refresh...) are
+ * carried out by `main.ts`, which feeds their outcome back as events. No I/O here.
+ *
+ * Key bindings (shown on screen by `render.ts`):
+ *
+ * | screen | keys |
+ * |---|---|
+ * | list | `Up`/`k`, `Down`/`j`, `PgUp`, `PgDn`, `Home`/`g`, `End`/`G` select; `Enter`/`Space`/`Right`/`l` open; `d` deny the selected request; `h` history; `r` refresh; `q` quit |
+ * | detail | `Up`/`k`, `Down`/`j`, `PgUp`/`b`, `PgDn`/`Space`, `Home`/`g`, `End`/`G` scroll; `A` (shift-a) then `y` approve; `d` deny; `Esc`/`q`/`Left`/`Backspace` back |
+ * | approve prompt | `y` approve what is shown; any other key cancels |
+ * | history | scroll keys as in detail; `r` reload; `Esc`/`q`/`h`/`Left` back |
+ *
+ * `Ctrl-C` quits from anywhere. Decision keys (`A`, `d` in the detail view, `y`) typed within
+ * {@link ARM_MS} of the screen showing new content are discarded, so type-ahead cannot approve
+ * something the user has not seen.
+ *
+ * @module
+ */
+
+import type { HistoryEntry, RequestState, RequestView } from "../lib/protocol.ts";
+import type { Style } from "./text.ts";
+import { detailRows, historyRows, pageSize } from "./render.ts";
+
+/** Delay after new content is shown during which decision keys are discarded, ms. */
+export const ARM_MS = 500;
+/** How long a status message stays on screen, ms. */
+export const STATUS_MS = 6_000;
+/** Reason sent with a denial made on the console. */
+export const DENY_REASON = "denied on the console";
+
+/** A key: a printable character as itself, or a name in angle brackets such as `<up>`. */
+export type Key = string;
+
+/** Daemon connection as the UI knows it. */
+export interface ConnState {
+  status: "connecting" | "connected" | "unreachable";
+  /** Bus address tried (raw). */
+  address: string;
+  /** Last connection error (raw), when unreachable. */
+  error: string | null;
+}
+
+/** The detail view of one request. */
+export interface DetailState {
+  /** The snapshot shown; its digest is what an approval names. */
+  view: RequestView;
+  /** First wrapped row shown. */
+  scroll: number;
+  /** Set when the request left the pending state (its new state, raw) or the list. */
+  gone: string | null;
+  /** Set when the daemon now shows a different digest for this id: approval is refused. */
+  changed: boolean;
+  /** Decision keys are discarded before this time (ms since the epoch). */
+  armedUntil: number;
+}
+
+/** The approval prompt (after `A`). */
+export interface ConfirmState {
+  id: string;
+  digest: string;
+  armedUntil: number;
+}
+
+/** Everything the screen shows. */
+export interface UiState {
+  /** Current time, ms since the epoch (from tick events). */
+  now: number;
+  size: { cols: number; rows: number };
+  screen: "list" | "detail" | "history";
+  conn: ConnState;
+  /** Pending requests as last listed, oldest first. */
+  requests: RequestView[];
+  /** True once a list arrived on the current connection. */
+  loaded: boolean;
+  /** Selected request in the list, kept by id so arrivals never move it. */
+  selectedId: string | null;
+  detail: DetailState | null;
+  confirm: ConfirmState | null;
+  history: {
+    entries: HistoryEntry[];
+    /** First (wrapped) row shown; null means "at the end" (newest). */
+    scroll: number | null;
+    loading: boolean;
+    /** Raw error text of the last load, if it failed. */
+    error: string | null;
+  };
+  /** Last status message; `text` is raw (escaped by the renderer). */
+  status: { text: string; tone: Style; at: number } | null;
+  /** A decision in flight. */
+  busy: { id: string; action: "approve" | "deny" } | null;
+  quit: boolean;
+}
+
+/** Inputs of the reducer. */
+export type UiEvent =
+  | { type: "key"; key: Key; at: number }
+  | { type: "tick"; now: number }
+  | { type: "resize"; cols: number; rows: number }
+  | { type: "list"; requests: RequestView[] }
+  | { type: "changed"; id: string; state: RequestState | string }
+  | { type: "connection"; status: ConnState["status"]; error?: string | null }
+  | { type: "history"; entries: HistoryEntry[] }
+  | { type: "historyError"; error: string }
+  | { type: "decision"; id: string; action: "approve" | "deny"; error: string | null };
+
+/** Work for `main.ts` to do. */
+export type Effect =
+  | { type: "approve"; id: string; digest: string }
+  | { type: "deny"; id: string; reason: string }
+  | { type: "refresh" }
+  | { type: "loadHistory" }
+  | { type: "quit" };
+
+/** Result of {@link update}. */
+export interface Update {
+  state: UiState;
+  effects: Effect[];
+}
+
+/** The state before anything is known. */
+export function initialState(address: string, now: number, size = { cols: 80, rows: 24 }): UiState {
+  return {
+    now,
+    size,
+    screen: "list",
+    conn: { status: "connecting", address, error: null },
+    requests: [],
+    loaded: false,
+    selectedId: null,
+    detail: null,
+    confirm: null,
+    history: { entries: [], scroll: null, loading: false, error: null },
+    status: null,
+    busy: null,
+    quit: false,
+  };
+}
+
+// ---- keys -----------------------------------------------------------------------------------
+
+const CSI_KEYS: Record<string, Key> = {
+  A: "<up>",
+  B: "<down>",
+  C: "<right>",
+  D: "<left>",
+  H: "<home>",
+  F: "<end>",
+  "1~": "<home>",
+  "7~": "<home>",
+  "4~": "<end>",
+  "8~": "<end>",
+  "5~": "<pageup>",
+  "6~": "<pagedown>",
+  "3~": "<delete>",
+  Z: "<backtab>",
+};
+
+/**
+ * Splits raw terminal input into keys. Printable characters map to themselves; known escape
+ * sequences (CSI and SS3 cursor/paging keys) to names like `<up>`; unknown sequences to
+ * `<unknown>`; a lone ESC to `<esc>`.
+ *
+ * @param input decoded terminal input (one read's worth)
+ */
+export function parseKeys(input: string): Key[] {
+  const keys: Key[] = [];
+  const chars = [...input];
+  for (let i = 0; i < chars.length; i++) {
+    const ch = chars[i];
+    if (ch === "\x1b") {
+      const next = chars[i + 1];
+      if (next === "[" || next === "O") {
+        let j = i + 2;
+        let params = "";
+        while (j < chars.length && /[0-9;?]/.test(chars[j])) params += chars[j++];
+        if (j >= chars.length) {
+          keys.push("<unknown>");
+          i = j - 1;
+          continue;
+        }
+        const final = chars[j];
+        const code = final === "~" ? `${params.split(";")[0]}~` : final;
+        keys.push(
+          (next === "O" && params === "" || next === "[") && CSI_KEYS[code]
+            ? CSI_KEYS[code]
+            : "<unknown>",
+        );
+        i = j;
+        continue;
+      }
+      if (next === undefined) {
+        keys.push("<esc>");
+        continue;
+      }
+      // ESC + key: Alt-modified key; not bound.
+      keys.push("<unknown>");
+      i++;
+      continue;
+    }
+    switch (ch) {
+      case "\r":
+      case "\n":
+        keys.push("<enter>");
+        break;
+      case "\x7f":
+      case "\b":
+        keys.push("<backspace>");
+        break;
+      case "\x03":
+        keys.push("<ctrl-c>");
+        break;
+      case "\t":
+        keys.push("<tab>");
+        break;
+      case " ":
+        keys.push("<space>");
+        break;
+      default:
+        keys.push(ch < " " ? "<unknown>" : ch);
+    }
+  }
+  return keys;
+}
+
+// ---- reducer --------------------------------------------------------------------------------
+
+function withStatus(state: UiState, text: string, tone: Style = "plain"): UiState {
+  return { ...state, status: { text, tone, at: state.now } };
+}
+
+function selectedIndex(state: UiState): number {
+  return state.requests.findIndex((r) => r.id === state.selectedId);
+}
+
+function keepSelection(
+  old: RequestView[],
+  next: RequestView[],
+  selected: string | null,
+): string | null {
+  const ids = new Set(next.map((r) => r.id));
+  if (selected !== null && ids.has(selected)) return selected;
+  if (selected !== null) {
+    // The selected request left: take the next one that is still there, else the previous one.
+    const at = old.findIndex((r) => r.id === selected);
+    if (at >= 0) {
+      for (let i = at + 1; i < old.length; i++) if (ids.has(old[i].id)) return old[i].id;
+      for (let i = at - 1; i >= 0; i--) if (ids.has(old[i].id)) return old[i].id;
+    }
+  }
+  return next[0]?.id ?? null;
+}
+
+function detailMaxScroll(state: UiState, d: DetailState): number {
+  const total = detailRows(d.view, state.now, state.size.cols).length;
+  return Math.max(0, total - pageSize(state.size, "detail"));
+}
+
+function historyMaxScroll(state: UiState): number {
+  const rows = historyRows(state.history.entries, state.size.cols).length;
+  return Math.max(0, rows - pageSize(state.size, "history"));
+}
+
+/** Scroll delta for a navigation key, or null when the key does not scroll. */
+function scrollDelta(key: Key, page: number): number | "home" | "end" | null {
+  switch (key) {
+    case "<up>":
+    case "k":
+      return -1;
+    case "<down>":
+    case "j":
+      return 1;
+    case "<pageup>":
+    case "b":
+      return -page;
+    case "<pagedown>":
+    case "<space>":
+      return page;
+    case "<home>":
+    case "g":
+      return "home";
+    case "<end>":
+    case "G":
+      return "end";
+  }
+  return null;
+}
+
+function applyScroll(current: number, delta: number | "home" | "end", max: number): number {
+  if (delta === "home") return 0;
+  if (delta === "end") return max;
+  return Math.min(max, Math.max(0, current + delta));
+}
+
+function openDetail(state: UiState, at: number): UiState {
+  const view = state.requests.find((r) => r.id === state.selectedId);
+  if (!view) return withStatus(state, "no request selected");
+  return {
+    ...state,
+    screen: "detail",
+    detail: { view, scroll: 0, gone: null, changed: false, armedUntil: at + ARM_MS },
+    confirm: null,
+  };
+}
+
+function deny(state: UiState, id: string): Update {
+  if (state.busy) {
+    return { state: withStatus(state, "a decision is still in progress", "warn"), effects: [] };
+  }
+  return {
+    state: withStatus({ ...state, busy: { id, action: "deny" } }, `denying ${id.slice(0, 8)}...`),
+    effects: [{ type: "deny", id, reason: DENY_REASON }],
+  };
+}
+
+function onKeyList(state: UiState, key: Key, at: number): Update {
+  const n = state.requests.length;
+  const idx = selectedIndex(state);
+  const move = (to: number): Update => ({
+    state: n === 0
+      ? state
+      : { ...state, selectedId: state.requests[Math.min(n - 1, Math.max(0, to))].id },
+    effects: [],
+  });
+  const delta = scrollDelta(key, pageSize(state.size, "list"));
+  if (delta !== null && key !== "<space>") {
+    if (delta === "home") return move(0);
+    if (delta === "end") return move(n - 1);
+    return move((idx < 0 ? 0 : idx) + delta);
+  }
+  switch (key) {
+    case "<enter>":
+    case "<space>":
+    case "<right>":
+    case "l":
+      return { state: openDetail(state, at), effects: [] };
+    case "d":
+      if (!state.selectedId) {
+        return { state: withStatus(state, "no request selected"), effects: [] };
+      }
+      return deny(state, state.selectedId);
+    case "A":
+    case "a":
+      return {
+        state: withStatus(state, "open the request (Enter) to read it and approve it"),
+        effects: [],
+      };
+    case "h":
+      return {
+        state: {
+          ...state,
+          screen: "history",
+          history: { ...state.history, loading: true, scroll: null },
+        },
+        effects: [{ type: "loadHistory" }],
+      };
+    case "r":
+      return { state: withStatus(state, "refreshing"), effects: [{ type: "refresh" }] };
+    case "q":
+      return { state: { ...state, quit: true }, effects: [{ type: "quit" }] };
+  }
+  return { state, effects: [] };
+}
+
+function backToList(state: UiState): UiState {
+  return { ...state, screen: "list", detail: null, confirm: null };
+}
+
+function onKeyDetail(state: UiState, d: DetailState, key: Key, at: number): Update {
+  if (state.confirm) {
+    const c = state.confirm;
+    if (key === "y") {
+      if (at < c.armedUntil) {
+        return {
+          state: withStatus(state, "too fast: key ignored; press y again to approve", "warn"),
+          effects: [],
+        };
+      }
+      if (state.busy) {
+        return { state: withStatus(state, "a decision is still in progress", "warn"), effects: [] };
+      }
+      return {
+        state: withStatus(
+          { ...state, confirm: null, busy: { id: c.id, action: "approve" } },
+          `approving ${c.id.slice(0, 8)}...`,
+        ),
+        effects: [{ type: "approve", id: c.id, digest: c.digest }],
+      };
+    }
+    return { state: withStatus({ ...state, confirm: null }, "approval cancelled"), effects: [] };
+  }
+  const delta = scrollDelta(key, pageSize(state.size, "detail"));
+  if (delta !== null) {
+    const scroll = applyScroll(d.scroll, delta, detailMaxScroll(state, d));
+    return { state: { ...state, detail: { ...d, scroll } }, effects: [] };
+  }
+  switch (key) {
+    case "A": {
+      if (at < d.armedUntil) {
+        return {
+          state: withStatus(state, "too fast: key ignored (new content on screen)", "warn"),
+          effects: [],
+        };
+      }
+      if (d.gone !== null) {
+        return {
+          state: withStatus(state, `cannot approve: the request is ${d.gone}`, "error"),
+          effects: [],
+        };
+      }
+      if (d.changed) {
+        return {
+          state: withStatus(
+            state,
+            "cannot approve: the request changed since it was opened; go back and reopen it",
+            "error",
+          ),
+          effects: [],
+        };
+      }
+      if (state.busy) {
+        return { state: withStatus(state, "a decision is still in progress", "warn"), effects: [] };
+      }
+      return {
+        state: {
+          ...state,
+          confirm: { id: d.view.id, digest: d.view.digest, armedUntil: at + ARM_MS },
+          status: null,
+        },
+        effects: [],
+      };
+    }
+    case "a":
+      return { state: withStatus(state, "approve with A (shift-a), then y"), effects: [] };
+    case "d":
+      if (at < d.armedUntil) {
+        return {
+          state: withStatus(state, "too fast: key ignored (new content on screen)", "warn"),
+          effects: [],
+        };
+      }
+      if (d.gone !== null) {
+        return {
+          state: withStatus(state, `cannot deny: the request is ${d.gone}`, "error"),
+          effects: [],
+        };
+      }
+      return deny(state, d.view.id);
+    case "<esc>":
+    case "q":
+    case "<left>":
+    case "<backspace>":
+    case "h":
+      return { state: backToList(state), effects: [] };
+  }
+  return { state, effects: [] };
+}
+
+function onKeyHistory(state: UiState, key: Key): Update {
+  const max = historyMaxScroll(state);
+  const delta = scrollDelta(key, pageSize(state.size, "history"));
+  if (delta !== null) {
+    const scroll = applyScroll(state.history.scroll ?? max, delta, max);
+    return {
+      state: { ...state, history: { ...state.history, scroll: scroll >= max ? null : scroll } },
+      effects: [],
+    };
+  }
+  switch (key) {
+    case "r":
+      return {
+        state: { ...state, history: { ...state.history, loading: true } },
+        effects: [{ type: "loadHistory" }],
+      };
+    case "<esc>":
+    case "q":
+    case "h":
+    case "<left>":
+    case "<backspace>":
+      return { state: { ...state, screen: "list" }, effects: [] };
+  }
+  return { state, effects: [] };
+}
+
+/**
+ * The reducer. Pure: same state and event give the same result.
+ *
+ * @param state current state
+ * @param event what happened
+ * @returns the next state and the effects to carry out
+ */
+export function update(state: UiState, event: UiEvent): Update {
+  switch (event.type) {
+    case "key": {
+      if (event.key === "<ctrl-c>") {
+        return { state: { ...state, quit: true }, effects: [{ type: "quit" }] };
+      }
+      if (state.screen === "detail" && state.detail) {
+        return onKeyDetail(state, state.detail, event.key, event.at);
+      }
+      if (state.screen === "history") return onKeyHistory(state, event.key);
+      return onKeyList(state, event.key, event.at);
+    }
+    case "tick": {
+      const status = state.status && event.now - state.status.at > STATUS_MS ? null : state.status;
+      return { state: { ...state, now: event.now, status }, effects: [] };
+    }
+    case "resize": {
+      const next = { ...state, size: { cols: event.cols, rows: event.rows } };
+      if (next.detail) {
+        next.detail = {
+          ...next.detail,
+          scroll: Math.min(next.detail.scroll, detailMaxScroll(next, next.detail)),
+        };
+      }
+      return { state: next, effects: [] };
+    }
+    case "list": {
+      const requests = event.requests;
+      const selectedId = keepSelection(state.requests, requests, state.selectedId);
+      let detail = state.detail;
+      if (detail) {
+        const now = requests.find((r) => r.id === detail!.view.id);
+        if (!now) detail = { ...detail, gone: detail.gone ?? "no longer pending" };
+        else if (now.digest !== detail.view.digest) detail = { ...detail, changed: true };
+      }
+      let confirm = state.confirm;
+      if (confirm && detail && (detail.gone !== null || detail.changed)) confirm = null;
+      return {
+        state: {
+          ...state,
+          requests,
+          selectedId,
+          detail,
+          confirm,
+          loaded: true,
+          conn: { ...state.conn, status: "connected", error: null },
+        },
+        effects: [],
+      };
+    }
+    case "changed": {
+      let next = state;
+      const d = state.detail;
+      if (d && d.view.id === event.id && event.state !== "pending") {
+        next = { ...next, detail: { ...d, gone: String(event.state) } };
+        if (next.confirm?.id === event.id) {
+          next = withStatus(
+            { ...next, confirm: null },
+            `the request is now ${event.state}`,
+            "warn",
+          );
+        }
+      }
+      return { state: next, effects: [{ type: "refresh" }] };
+    }
+    case "connection": {
+      const conn: ConnState = { ...state.conn, status: event.status, error: event.error ?? null };
+      if (event.status === "unreachable") {
+        return {
+          state: { ...state, conn, requests: [], loaded: false, busy: null, confirm: null },
+          effects: [],
+        };
+      }
+      return {
+        state: { ...state, conn },
+        effects: event.status === "connected" ? [{ type: "refresh" }] : [],
+      };
+    }
+    case "history":
+      return {
+        state: {
+          ...state,
+          history: { ...state.history, entries: event.entries, loading: false, error: null },
+        },
+        effects: [],
+      };
+    case "historyError":
+      return {
+        state: { ...state, history: { ...state.history, loading: false, error: event.error } },
+        effects: [],
+      };
+    case "decision": {
+      const verb = event.action === "approve" ? "approved" : "denied";
+      const base = { ...state, busy: null };
+      if (event.error !== null) {
+        return {
+          state: withStatus(
+            base,
+            `${event.action} ${event.id.slice(0, 8)} failed: ${event.error}`,
+            "error",
+          ),
+          effects: [{ type: "refresh" }],
+        };
+      }
+      const back = state.detail?.view.id === event.id ? backToList(base) : base;
+      return {
+        state: withStatus(back, `${verb} ${event.id.slice(0, 8)}`, "ok"),
+        effects: [{ type: "refresh" }],
+      };
+    }
+  }
+}

@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { Screen, type TerminalIo } from "./terminal.ts";
+
+function fakeIo() {
+  const out: string[] = [];
+  const raw: boolean[] = [];
+  const dec = new TextDecoder();
+  const io: TerminalIo = {
+    write: (b) => out.push(dec.decode(b)),
+    setRaw: (on) => raw.push(on),
+    size: () => ({ cols: 10, rows: 2 }),
+  };
+  return { io, out, raw };
+}
+
+Deno.test("Screen: enter, draw only changed rows, restore once", () => {
+  const { io, out, raw } = fakeIo();
+  const s = new Screen(io);
+  s.draw(["ignored"]);
+  assert.equal(out.length, 0);
+  s.enter();
+  assert.equal(raw.join(), "true");
+  assert.ok(out[0].includes("\x1b[?1049h") && out[0].includes("\x1b[?25l"));
+  s.draw(["row one", "row two"]);
+  assert.ok(
+    out[1].includes("\x1b[1;1H\x1b[0mrow one") && out[1].includes("\x1b[2;1H\x1b[0mrow two"),
+  );
+  s.draw(["row one", "row 2"]);
+  assert.ok(!out[2].includes("row one") && out[2].includes("\x1b[2;1H\x1b[0mrow 2"));
+  s.draw(["row one", "row 2"]);
+  assert.equal(out.length, 3);
+  s.restore();
+  s.restore();
+  assert.deepEqual(raw, [true, false]);
+  assert.ok(
+    out[3].includes("\x1b[?1049l") && out[3].includes("\x1b[?25h") && out[3].includes("\x1b[?7h"),
+  );
+  assert.equal(out.length, 4);
+});

@@ -1,0 +1,126 @@
+/**
+ * The admin interface `org.secretsdispatcher.Admin1` on the companion bus: list, get, approve,
+ * deny, history, and the `Changed` signal. It exists only there: nothing reachable from the
+ * system bus can approve anything (DESIGN.md §4). Members and signatures: `ADMIN_MEMBERS` in
+ * `lib/protocol.ts`.
+ *
+ * @module
+ */
+
+import { type Bus, type Message, MessageType, peerCredentials } from "../lib/dbus.ts";
+import {
+  ADMIN_IFACE,
+  ADMIN_MEMBERS,
+  ADMIN_NAME,
+  ADMIN_PATH,
+  Errors,
+  type RequestView,
+} from "../lib/protocol.ts";
+import type { HistorySink } from "./history.ts";
+import { RequestError, type RequestManager } from "./requests.ts";
+
+/** Serves the admin interface. */
+export class AdminService {
+  #bus: Bus;
+  #manager: RequestManager;
+  #history: HistorySink;
+  #adminUid: number;
+  #log: (line: string) => void;
+
+  /**
+   * @param bus the companion bus connection
+   * @param options the request manager, the history, the only uid allowed to call (the
+   *   companion's own), and a logger
+   */
+  constructor(
+    bus: Bus,
+    options: {
+      manager: RequestManager;
+      history: HistorySink;
+      adminUid: number;
+      log?: (line: string) => void;
+    },
+  ) {
+    this.#bus = bus;
+    this.#manager = options.manager;
+    this.#history = options.history;
+    this.#adminUid = options.adminUid;
+    this.#log = options.log ?? (() => {});
+  }
+
+  /**
+   * Owns the admin name and starts answering.
+   *
+   * @throws {Error} when another daemon already owns the name
+   */
+  async start(): Promise<void> {
+    this.#bus.raw.addMethodHandler((msg: Message) => this.#dispatch(msg));
+    await this.#bus.requestName(ADMIN_NAME);
+  }
+
+  /** Broadcasts `Changed(id, state)` on the companion bus. */
+  changed(view: RequestView): void {
+    try {
+      this.#bus.sendSignal({
+        path: ADMIN_PATH,
+        interface: ADMIN_IFACE,
+        member: "Changed",
+        signature: "ss",
+        body: [view.id, view.state],
+      });
+    } catch { /* companion bus gone; main notices */ }
+  }
+
+  #dispatch(msg: Message): boolean {
+    if (msg.type !== MessageType.METHOD_CALL || msg.path !== ADMIN_PATH) return false;
+    const member = msg.member as keyof typeof ADMIN_MEMBERS;
+    const spec = msg.interface === ADMIN_IFACE ? ADMIN_MEMBERS[member] : undefined;
+    if (!spec) {
+      this.#bus.replyError(
+        msg,
+        "org.freedesktop.DBus.Error.UnknownMethod",
+        `no method ${msg.member}`,
+      );
+      return true;
+    }
+    (async () => {
+      if ((msg.signature ?? "") !== spec.in) {
+        throw new RequestError(Errors.InvalidArgs, `expected (${spec.in}), got (${msg.signature})`);
+      }
+      const { uid } = await peerCredentials(this.#bus, msg.sender);
+      if (uid !== this.#adminUid) {
+        throw new RequestError(Errors.AccessDenied, "only the companion user may administer");
+      }
+      const body = this.#call(member, msg.body);
+      this.#bus.reply(msg, spec.out, body === undefined ? [] : [body]);
+    })().catch((err) => {
+      if (err instanceof RequestError) this.#bus.replyError(msg, err.dbusName, err.message);
+      else {
+        this.#log(`admin ${msg.member} failed: ${err instanceof Error ? err.stack : err}`);
+        this.#bus.replyError(msg, Errors.Failed, "internal error in the daemon (see its log)");
+      }
+    });
+    return true;
+  }
+
+  #call(member: keyof typeof ADMIN_MEMBERS, args: unknown[]): string | undefined {
+    switch (member) {
+      case "List":
+        return JSON.stringify(this.#manager.list());
+      case "Get":
+        return JSON.stringify(this.#manager.get(args[0] as string));
+      case "Approve":
+        this.#manager.approve(args[0] as string, args[1] as string);
+        this.#log(`approved ${(args[0] as string).slice(0, 8)}`);
+        return undefined;
+      case "Deny":
+        this.#manager.deny(args[0] as string, args[1] as string);
+        this.#log(`denied ${(args[0] as string).slice(0, 8)}`);
+        return undefined;
+      case "History": {
+        const limit = Number(args[0]) || 100;
+        return JSON.stringify(this.#history.tail(Math.min(limit, 2000)));
+      }
+    }
+  }
+}

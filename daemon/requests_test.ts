@@ -1,0 +1,204 @@
+import assert from "node:assert/strict";
+import type { HistoryEntry, VerifiedCaller } from "../lib/protocol.ts";
+import { GpgError, type GpgRunner, type ResolvedKey } from "./gpg.ts";
+import type { HistorySink } from "./history.ts";
+import {
+  type Clock,
+  type Completion,
+  RequestError,
+  RequestManager,
+  type Timer,
+} from "./requests.ts";
+
+const PAYLOAD = new TextEncoder().encode(
+  "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n" +
+    "author A U Thor <a@example.test> 1700000000 +0100\n" +
+    "committer A U Thor <a@example.test> 1700000000 +0100\n\nsubject\n\nbody\n",
+);
+const CALLER: VerifiedCaller = { busName: ":1.9", uid: 1000, pid: 42, cmdline: ["git"], exe: null };
+
+class FakeClock implements Clock {
+  t = 1_000_000;
+  timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+  now() {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): Timer {
+    const id = this.#next++;
+    this.timers.set(id, { at: this.t + ms, fn });
+    return id as unknown as Timer;
+  }
+  clearTimeout(id: Timer) {
+    this.timers.delete(id as unknown as number);
+  }
+  advance(ms: number) {
+    this.t += ms;
+    for (const [id, timer] of [...this.timers]) {
+      if (timer.at <= this.t) {
+        this.timers.delete(id);
+        timer.fn();
+      }
+    }
+  }
+}
+
+class FakeGpg implements GpgRunner {
+  signed: Uint8Array[] = [];
+  failSign = false;
+  resolveKey(spec: string): Promise<ResolvedKey> {
+    if (spec === "nobody") return Promise.reject(new GpgError("no secret key matches"));
+    return Promise.resolve({ localUser: "FPR", fingerprint: "FPR", uid: "A U Thor" });
+  }
+  sign(_key: ResolvedKey, payload: Uint8Array) {
+    if (this.failSign) {
+      return Promise.reject(new GpgError("gpg failed (exit 2)", "[GNUPG:] FAILURE sign 17\n"));
+    }
+    this.signed.push(payload);
+    return Promise.resolve({
+      signature: new TextEncoder().encode(
+        "-----BEGIN PGP SIGNATURE-----\n\nx\n-----END PGP SIGNATURE-----\n",
+      ),
+      status: "[GNUPG:] SIG_CREATED D 22 8 00 1 FPR\n",
+    });
+  }
+}
+
+class MemoryHistory implements HistorySink {
+  entries: HistoryEntry[] = [];
+  append(e: HistoryEntry) {
+    this.entries.push(e);
+    return Promise.resolve();
+  }
+  tail(n: number) {
+    return this.entries.slice(-n);
+  }
+}
+
+function setup(opts: { maxPendingPerCaller?: number } = {}) {
+  const clock = new FakeClock();
+  const gpg = new FakeGpg();
+  const history = new MemoryHistory();
+  const completed: { id: string; requester: string; c: Completion }[] = [];
+  const m = new RequestManager({
+    gpg,
+    history,
+    clock,
+    ttlMs: 60_000,
+    ...opts,
+    onCompleted: (id, requester, c) => completed.push({ id, requester, c }),
+  });
+  const submit = (requester = ":1.9", payload = PAYLOAD, keySpec = "A U Thor") =>
+    m.submitSign({ caller: CALLER, requester, payload, keySpec, context: { repo: "/r" } });
+  return { clock, gpg, history, completed, m, submit };
+}
+
+Deno.test("approve with the shown digest signs exactly the payload bytes", async () => {
+  const { m, gpg, completed, submit } = setup();
+  const id = await submit();
+  const view = m.get(id.slice(0, 6));
+  assert.equal(view.state, "pending");
+  assert.equal(view.kind, "sign.commit");
+  m.approve(id, view.digest);
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(gpg.signed, [PAYLOAD]);
+  assert.equal(completed.length, 1);
+  assert.equal(completed[0].c.outcome, "done");
+  assert.equal(completed[0].requester, ":1.9");
+  assert.equal(m.get(id).state, "done");
+  assert.deepEqual(m.list(), []);
+});
+
+Deno.test("a wrong digest is refused and the request stays pending", async () => {
+  const { m, gpg, submit } = setup();
+  const id = await submit();
+  assert.throws(
+    () => m.approve(id, "0".repeat(64)),
+    (e: RequestError) => e.dbusName.endsWith("DigestMismatch"),
+  );
+  assert.equal(m.get(id).state, "pending");
+  assert.deepEqual(gpg.signed, []);
+});
+
+Deno.test("deny, expiry and cancel end requests with the right outcome", async () => {
+  const { m, clock, completed, submit, history } = setup();
+  const a = await submit();
+  const b = await submit();
+  const c = await submit(":1.10");
+  m.deny(a, "looks wrong");
+  assert.throws(
+    () => m.approve(a, m.get(a).digest),
+    (e: RequestError) => e.dbusName.endsWith("NotPending"),
+  );
+  assert.throws(
+    () => m.cancel(c, ":1.9"),
+    (e: RequestError) => e.dbusName.endsWith("NoSuchRequest"),
+  );
+  m.cancel(c, ":1.10");
+  clock.advance(60_001);
+  assert.deepEqual(completed.map((x) => [x.id, x.c.outcome]), [
+    [a, "denied"],
+    [c, "cancelled"],
+    [b, "expired"],
+  ]);
+  assert.deepEqual(
+    history.entries.filter((e) => e.id === b).map((e) => e.event),
+    ["created", "expired"],
+  );
+});
+
+Deno.test("a disconnecting requester has its pending requests cancelled", async () => {
+  const { m, completed, submit } = setup();
+  await submit(":1.20");
+  await submit(":1.20");
+  await submit(":1.21");
+  assert.equal(m.cancelFrom(":1.20"), 2);
+  assert.equal(m.list().length, 1);
+  assert.deepEqual(completed.map((c) => c.c.outcome), ["cancelled", "cancelled"]);
+});
+
+Deno.test("gpg failure is reported as failed, not as a denial", async () => {
+  const { m, gpg, completed, submit } = setup();
+  gpg.failSign = true;
+  const id = await submit();
+  m.approve(id, m.get(id).digest);
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(completed[0].c.outcome, "failed");
+  assert.match(completed[0].c.status ?? "", /FAILURE sign/);
+});
+
+Deno.test("bad payloads, unknown keys and floods are refused with clear errors", async () => {
+  const { submit } = setup({ maxPendingPerCaller: 2 });
+  await assert.rejects(
+    submit(":1.9", new TextEncoder().encode("hello world\n")),
+    (e: RequestError) => e.dbusName.endsWith("InvalidArgs") && /refusing to sign/.test(e.message),
+  );
+  await assert.rejects(submit(":1.9", new Uint8Array()), /empty payload/);
+  await assert.rejects(submit(":1.9", PAYLOAD, "nobody"), /no secret key/);
+  await submit();
+  await submit();
+  await assert.rejects(submit(), (e: RequestError) => e.dbusName.endsWith("LimitExceeded"));
+});
+
+Deno.test("id prefixes resolve uniquely", async () => {
+  const { m, submit } = setup();
+  const id = await submit();
+  assert.equal(m.get(id.slice(0, 4)).id, id);
+  assert.throws(() => m.get("zz"), (e: RequestError) => e.dbusName.endsWith("NoSuchRequest"));
+  assert.throws(
+    () => m.get("ffff".repeat(8)),
+    (e: RequestError) => e.dbusName.endsWith("NoSuchRequest"),
+  );
+});
+
+Deno.test("the digest covers the payload and the reported context", async () => {
+  const { m } = setup();
+  const base = { caller: CALLER, requester: ":1.9", keySpec: "k" };
+  const a = await m.submitSign({ ...base, payload: PAYLOAD, context: { repo: "/r" } });
+  const b = await m.submitSign({ ...base, payload: PAYLOAD, context: { repo: "/other" } });
+  const changed = new Uint8Array(PAYLOAD);
+  changed[changed.length - 2] = 0x21;
+  const c = await m.submitSign({ ...base, payload: changed, context: { repo: "/r" } });
+  const digests = new Set([a, b, c].map((id) => m.get(id).digest));
+  assert.equal(digests.size, 3);
+});

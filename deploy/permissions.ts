@@ -1,0 +1,143 @@
+/**
+ * The permission table: the one source of truth for every entrypoint's Deno flags
+ * (DESIGN.md §7). `deno.json` tasks reach it through `deploy/run.ts`, the signer's front script
+ * carries a copy that a test keeps in sync, and the tests and demo spawn components with
+ * {@link denoArgs}. Production flags are exact paths: sockets, the state dir, gpg, libc.
+ *
+ * @module
+ */
+
+/** The entrypoints that run as separate processes. */
+export type Entrypoint = "daemon" | "sign" | "console" | "ctl";
+
+/** Everything a flag may name. Unused fields may be left out for entrypoints that ignore them. */
+export interface Paths {
+  /** Socket of the system bus (`/run/dbus/system_bus_socket` in production). */
+  systemBusSocket: string;
+  /** Socket of the companion's private bus (`/run/secrets-dispatcher/<user>/bus`). */
+  companionBusSocket: string;
+  /** The daemon's state dir (history). */
+  stateDir: string;
+  /** The gpg binary the daemon runs after approval. */
+  gpg: string;
+  /** The repository's git dir and, for linked worktrees, its common dir (signer only). */
+  gitDirs: string[];
+}
+
+/** One row of the table. */
+export interface EntrypointSpec {
+  /** Module path relative to the repository root. */
+  module: string;
+  /** What it is, for the README table. */
+  description: string;
+  /** Environment variables it reads (its `--allow-env` list). */
+  env: string[];
+  /** The permission flags, without `--no-prompt`/`--cached-only`. */
+  flags(paths: Paths): string[];
+}
+
+const list = (items: string[]) => items.join(",");
+
+/** Flags to reach one unix-socket bus: Deno needs read, write and `unix:` net on the path. */
+function busFlags(sockets: string[]): { read: string[]; write: string[]; net: string[] } {
+  return { read: sockets, write: sockets, net: sockets.map((s) => `unix:${s}`) };
+}
+
+/** The table. */
+export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
+  daemon: {
+    module: "daemon/main.ts",
+    description:
+      "approval daemon (companion user): serves the system bus and the admin interface, runs gpg",
+    env: [
+      "DBUS_SYSTEM_BUS_ADDRESS",
+      "SD_COMPANION_BUS_ADDRESS",
+      "SD_CLIENT_UID",
+      "SD_STATE_DIR",
+      "SD_GPG",
+      "SD_REQUEST_TTL",
+      "GNUPGHOME",
+    ],
+    flags(p) {
+      const bus = busFlags([p.systemBusSocket, p.companionBusSocket]);
+      return [
+        `--allow-env=${list(this.env)}`,
+        `--allow-read=${list([...bus.read, p.stateDir, "/proc"])}`,
+        `--allow-write=${list([...bus.write, p.stateDir])}`,
+        `--allow-net=${list(bus.net)}`,
+        `--allow-run=${p.gpg}`,
+        "--allow-sys=uid",
+      ];
+    },
+  },
+  sign: {
+    module: "sign/main.ts",
+    description:
+      "the Deno signer behind the gpg.program front (desktop user): sends signing requests",
+    env: ["DBUS_SYSTEM_BUS_ADDRESS", "SD_DISPATCHER_UID"],
+    flags(p) {
+      const bus = busFlags([p.systemBusSocket]);
+      return [
+        `--allow-env=${list(this.env)}`,
+        `--allow-read=${list([...bus.read, ...p.gitDirs])}`,
+        `--allow-write=${list([...bus.write, "/dev/tty"])}`,
+        `--allow-net=${list(bus.net)}`,
+        "--allow-sys=uid",
+      ];
+    },
+  },
+  console: {
+    module: "console/main.ts",
+    description: "the trusted console (companion user, on its VT): shows and decides requests",
+    env: ["SD_COMPANION_BUS_ADDRESS"],
+    flags(p) {
+      const bus = busFlags([p.companionBusSocket]);
+      return [
+        `--allow-env=${list(this.env)}`,
+        `--allow-read=${list(bus.read)}`,
+        `--allow-write=${list(bus.write)}`,
+        `--allow-net=${list(bus.net)}`,
+        "--allow-sys=uid",
+      ];
+    },
+  },
+  ctl: {
+    module: "console/ctl.ts",
+    description: "admin CLI (companion user): list, show, approve, deny, history",
+    env: ["SD_COMPANION_BUS_ADDRESS"],
+    flags(p) {
+      const bus = busFlags([p.companionBusSocket]);
+      return [
+        `--allow-env=${list(this.env)}`,
+        `--allow-read=${list(bus.read)}`,
+        `--allow-write=${list(bus.write)}`,
+        `--allow-net=${list(bus.net)}`,
+        "--allow-sys=uid",
+      ];
+    },
+  },
+};
+
+/**
+ * The full `deno` argument vector for an entrypoint: `run --no-prompt --cached-only --frozen <flags>
+ * <module>`.
+ *
+ * @param entry which entrypoint
+ * @param options `paths` for the flags, `root` the repository (or install) dir the module path
+ *   is resolved against, and `config` the `deno.json` to use (defaults to `<root>/deno.json`)
+ */
+export function denoArgs(
+  entry: Entrypoint,
+  options: { paths: Paths; root: string; config?: string },
+): string[] {
+  const spec = ENTRYPOINTS[entry];
+  return [
+    "run",
+    "--no-prompt",
+    "--cached-only",
+    "--frozen",
+    `--config=${options.config ?? `${options.root}/deno.json`}`,
+    ...spec.flags(options.paths),
+    `${options.root}/${spec.module}`,
+  ];
+}

@@ -1,0 +1,84 @@
+/**
+ * The launcher behind `deno task daemon|console|ctl|sign`: turns the environment into exact paths,
+ * builds the entrypoint's flags from the permission table and runs it, so that `deno.json` never
+ * holds a second copy of any flag.
+ *
+ * Usage: `deno task <entrypoint> [args...]`. Environment: `DBUS_SYSTEM_BUS_ADDRESS`,
+ * `SD_COMPANION_BUS_ADDRESS`, `SD_STATE_DIR`, `SD_GPG` (see daemon/main.ts). The signer is run
+ * through its front script, which computes the git dirs.
+ *
+ * @module
+ */
+
+import { systemBusAddress, unixSocketPath } from "../lib/dbus.ts";
+import { denoArgs, type Entrypoint, ENTRYPOINTS, type Paths } from "./permissions.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/**
+ * The paths for the flags, from environment variables.
+ *
+ * @throws {Error} naming the variable that is missing or not a `unix:path=` address
+ */
+export function pathsFromEnv(entry: Entrypoint, env: (name: string) => string | undefined): Paths {
+  const socketOf = (name: string, address: string | undefined) => {
+    if (!address) throw new Error(`${name} is not set (source .demo/env, or set it)`);
+    const path = unixSocketPath(address);
+    if (!path) throw new Error(`${name} must be a unix:path= address, got ${address}`);
+    return path;
+  };
+  const usesCompanion = entry !== "sign";
+  return {
+    systemBusSocket: socketOf("DBUS_SYSTEM_BUS_ADDRESS", systemBusAddress(env)),
+    companionBusSocket: usesCompanion
+      ? socketOf("SD_COMPANION_BUS_ADDRESS", env("SD_COMPANION_BUS_ADDRESS"))
+      : "",
+    stateDir: entry === "daemon" ? (env("SD_STATE_DIR") || fail("SD_STATE_DIR is not set")) : "",
+    gpg: env("SD_GPG") || "/usr/bin/gpg",
+    gitDirs: [],
+  };
+}
+
+function fail(message: string): never {
+  throw new Error(message);
+}
+
+async function main(args: string[]): Promise<number> {
+  const entry = args[0] as Entrypoint;
+  if (!(entry in ENTRYPOINTS)) {
+    console.error(`usage: deploy/run.ts <${Object.keys(ENTRYPOINTS).join("|")}> [args...]`);
+    return 2;
+  }
+  let cmd: string;
+  let cmdArgs: string[];
+  if (entry === "sign") {
+    cmd = `${ROOT}/sign/gpg_front.sh`;
+    cmdArgs = args.slice(1);
+  } else {
+    let paths: Paths;
+    try {
+      paths = pathsFromEnv(entry, (n) => Deno.env.get(n));
+    } catch (err) {
+      console.error(`deno task ${entry}: ${(err as Error).message}`);
+      return 2;
+    }
+    cmd = "deno";
+    cmdArgs = [...denoArgs(entry, { paths, root: ROOT }), ...args.slice(1)];
+  }
+  const child = new Deno.Command(cmd, { args: cmdArgs, stdin: "inherit" }).spawn();
+  // The terminal's Ctrl-C reaches the child directly (same process group); SIGTERM is passed on.
+  const ignore = () => {};
+  const forward = () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+  };
+  Deno.addSignalListener("SIGINT", ignore);
+  Deno.addSignalListener("SIGTERM", forward);
+  const status = await child.status;
+  Deno.removeSignalListener("SIGINT", ignore);
+  Deno.removeSignalListener("SIGTERM", forward);
+  return status.code;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,116 @@
+/**
+ * `deno task demo [--headless]`: the whole stack as the current user in `.demo/` (or
+ * `$SD_DEMO_DIR`): a system-like bus with the real policy, the companion bus, a companion GnuPG
+ * home with a fresh key, the daemon, a ready repository whose `gpg.program` is the signer, and
+ * the console in the foreground (DESIGN.md §10). `--headless` runs no console and prints `ready`
+ * once everything answers. Ctrl-C or SIGTERM stops everything it started.
+ *
+ * @module
+ */
+
+import { denoArgs } from "../deploy/permissions.ts";
+import { ROOT, run, type SignStack, signStack } from "./harness.ts";
+
+/** Shell-quotes one word for `.demo/env`. */
+function q(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+async function main(args: string[]): Promise<number> {
+  const headless = args.includes("--headless");
+  const unknown = args.filter((a) => a !== "--headless");
+  if (unknown.length) {
+    console.error(`usage: deno task demo [--headless]   (unknown: ${unknown.join(" ")})`);
+    return 2;
+  }
+  const dir = Deno.env.get("SD_DEMO_DIR") || `${ROOT}/.demo`;
+  await stalePids(dir);
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const realDir = await Deno.realPath(dir);
+  const say = (s: string) => console.log(s);
+  const stopped = Promise.withResolvers<void>();
+  Deno.addSignalListener("SIGINT", () => stopped.resolve());
+  Deno.addSignalListener("SIGTERM", () => stopped.resolve());
+  let s: SignStack | undefined;
+  try {
+    say(`secrets-dispatcher demo in ${realDir} (uid ${Deno.uid()})`);
+    s = await signStack({ dir: realDir });
+    const { systemBus, companionBus, userGnupg } = s;
+    const repo = await s.repo("repo");
+    await Deno.writeTextFile(`${repo}/README`, "a demo repository\n");
+    await run("git", ["-C", repo, "add", "README"]);
+
+    const env = [
+      `export DBUS_SYSTEM_BUS_ADDRESS=${q(systemBus.address)}`,
+      `export SD_COMPANION_BUS_ADDRESS=${q(companionBus.address)}`,
+      `export GNUPGHOME=${q(userGnupg)}`,
+      `export PATH=${q(`${realDir}/bin`)}:"$PATH"`,
+      `export SD_DEMO_DIR=${q(realDir)}`,
+      `cd ${q(repo)}`,
+      "",
+    ].join("\n");
+    await Deno.writeTextFile(`${realDir}/env`, env);
+    await Deno.writeTextFile(`${realDir}/demo.pid`, `${Deno.pid}\n`);
+
+    say("");
+    say("In a second terminal:");
+    say(`  source ${realDir}/env`);
+    say(`  git commit -S -m "my first approved commit"     # waits for the console`);
+    say(`  git verify-commit HEAD && git log --show-signature -1`);
+    say(`  deno task --config ${ROOT}/deno.json ctl list    # the admin CLI`);
+    say("");
+    if (headless) {
+      say("ready");
+      await stopped.promise;
+    } else {
+      const paths = {
+        systemBusSocket: systemBus.socket,
+        companionBusSocket: companionBus.socket,
+        stateDir: "",
+        gpg: "/usr/bin/gpg",
+        gitDirs: [],
+      };
+      say("Starting the console (q quits and stops the demo)...");
+      const tui = new Deno.Command(Deno.execPath(), {
+        args: denoArgs("console", { paths, root: ROOT }),
+        env: { SD_COMPANION_BUS_ADDRESS: companionBus.address },
+        stdin: "inherit",
+        stdout: "inherit",
+        stderr: "inherit",
+      }).spawn();
+      await Promise.race([tui.status, stopped.promise]);
+      try {
+        tui.kill("SIGTERM");
+      } catch { /* ended */ }
+      await tui.status;
+    }
+    return 0;
+  } catch (err) {
+    console.error(`demo failed: ${err instanceof Error ? err.message : err}`);
+    return 1;
+  } finally {
+    s?.admin.close();
+    await s?.stack.stop();
+    await Deno.remove(`${realDir}/demo.pid`).catch(() => {});
+    say("demo stopped");
+  }
+}
+
+/** Refuses to start over a demo that is still running in the same dir. */
+async function stalePids(dir: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number((await Deno.readTextFile(`${dir}/demo.pid`)).trim());
+  } catch {
+    return;
+  }
+  try {
+    await Deno.stat(`/proc/${pid}`);
+  } catch {
+    return;
+  }
+  throw new Error(`a demo (pid ${pid}) is still running in ${dir}; stop it first`);
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,456 @@
+/**
+ * The local stack shared by the integration tests, the demo and the benchmarks: private
+ * `dbus-daemon`s (a system-like bus carrying the real policy from `deploy/`, and a companion
+ * bus), a throwaway GnuPG home with a generated key, and the daemon started with exactly the
+ * production permission flags from `deploy/permissions.ts`. Cleanup stops only the processes
+ * this stack started.
+ *
+ * @module
+ */
+
+import { companionBusConfig, dispatcherPolicy } from "../deploy/dbus.ts";
+import { denoArgs, type Paths } from "../deploy/permissions.ts";
+import { AdminClient } from "../lib/admin_client.ts";
+
+/** The repository root (where `deno.json` is). */
+export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** A running private bus. */
+export interface BusInfo {
+  address: string;
+  socket: string;
+}
+
+/** A GnuPG home with one secret key. */
+export interface GnupgHome {
+  home: string;
+  fingerprint: string;
+  /** The key's user id, e.g. `Demo Signer <demo@example.test>`. */
+  uid: string;
+}
+
+/** Runs a command to completion; throws with its stderr when it fails. */
+export async function run(
+  cmd: string,
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; stdin?: Uint8Array | string } = {},
+): Promise<{ stdout: string; stderr: string }> {
+  const child = new Deno.Command(cmd, {
+    args,
+    env: options.env,
+    cwd: options.cwd,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(
+      typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin,
+    );
+    await w.close();
+  }
+  const out = await child.output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (${out.code}): ${stderr.trim()}`);
+  }
+  return { stdout, stderr };
+}
+
+let cachedDenoDir: string | undefined;
+
+/** Deno's cache dir (`deno info --json` → `denoDir`), for children whose HOME differs. */
+export async function denoDir(): Promise<string> {
+  if (cachedDenoDir === undefined) {
+    const { stdout } = await run(Deno.execPath(), ["info", "--json"]);
+    cachedDenoDir = JSON.parse(stdout).denoDir as string;
+  }
+  return cachedDenoDir;
+}
+
+/** Waits until `check` returns true, polling every 20 ms. */
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A config for a system-like bus: Debian's `system.conf` defaults (deny own and method calls,
+ * allow replies and signals) with our policy files in an included dir.
+ * Source: /usr/share/dbus-1/system.conf, shared/reference/vt-pam-systemd-vm.md §5.
+ */
+export function systemLikeBusConfig(socket: string, includeDir: string): string {
+  return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path=${socket}</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
+  </policy>
+  <includedir>${includeDir}</includedir>
+</busconfig>
+`;
+}
+
+/** Processes and files of one local stack. */
+export class Stack {
+  /** Work dir of this stack. */
+  readonly dir: string;
+  #children: { name: string; child: Deno.ChildProcess }[] = [];
+  #gnupgHomes: string[] = [];
+
+  /** @param dir an existing, empty-or-reusable work dir */
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** Makes a stack in a fresh temporary dir. */
+  static async temp(prefix = "sd-test-"): Promise<Stack> {
+    return new Stack(await Deno.makeTempDir({ prefix }));
+  }
+
+  /** Spawns a long-running process owned by this stack; its output goes to `<dir>/<name>.log`. */
+  async spawn(
+    name: string,
+    cmd: string,
+    args: string[],
+    options: { env?: Record<string, string>; clearEnv?: boolean; uid?: number; gid?: number } = {},
+  ): Promise<Deno.ChildProcess> {
+    const child = new Deno.Command(cmd, {
+      args,
+      env: options.env,
+      clearEnv: options.clearEnv,
+      uid: options.uid,
+      gid: options.gid,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // Both streams into one log, each through its own append-mode handle.
+    for (const stream of [child.stdout, child.stderr]) {
+      const log = await Deno.open(`${this.dir}/${name}.log`, {
+        write: true,
+        create: true,
+        append: true,
+      });
+      (async () => {
+        // A read loop, not pipeTo: pipeTo into a file holds chunks back while the child lives.
+        for await (const chunk of stream) await log.write(chunk);
+      })().catch(() => {}).finally(() => log.close());
+    }
+    this.#children.push({ name, child });
+    return child;
+  }
+
+  /** Text logged so far by a process started with {@link spawn}. */
+  async log(name: string): Promise<string> {
+    try {
+      return await Deno.readTextFile(`${this.dir}/${name}.log`);
+    } catch {
+      return "";
+    }
+  }
+
+  /**
+   * Starts a system-like bus whose policy dir holds `policies` (file name → content).
+   */
+  async systemBus(policies: Record<string, string>): Promise<BusInfo> {
+    const base = `${this.dir}/system-bus`;
+    await Deno.mkdir(`${base}/system.d`, { recursive: true });
+    for (const [name, text] of Object.entries(policies)) {
+      await Deno.writeTextFile(`${base}/system.d/${name}`, text);
+    }
+    const socket = `${base}/system_bus_socket`;
+    await Deno.writeTextFile(
+      `${base}/system.conf`,
+      systemLikeBusConfig(socket, `${base}/system.d`),
+    );
+    return await this.#startBus("system-bus", `${base}/system.conf`, socket);
+  }
+
+  /** Starts the companion's private bus; only `user` may connect. */
+  async companionBus(user: string): Promise<BusInfo> {
+    const base = `${this.dir}/companion`;
+    await Deno.mkdir(base, { recursive: true, mode: 0o700 });
+    const socket = `${base}/bus`;
+    await Deno.writeTextFile(`${base}/bus.conf`, companionBusConfig({ socket, user }));
+    return await this.#startBus("companion-bus", `${base}/bus.conf`, socket);
+  }
+
+  async #startBus(name: string, config: string, socket: string): Promise<BusInfo> {
+    await Deno.remove(socket).catch(() => {});
+    await this.spawn(name, "dbus-daemon", [`--config-file=${config}`, "--nofork", "--nopidfile"]);
+    await waitFor(`${name} socket`, () => exists(socket), 10_000);
+    return { address: `unix:path=${socket}`, socket };
+  }
+
+  /** Makes a GnuPG home holding one passphrase-less ed25519 signing key. */
+  async gnupgHome(
+    name: string,
+    uid = "Demo Signer <signer@example.test>",
+  ): Promise<GnupgHome> {
+    const home = `${this.dir}/${name}`;
+    await Deno.mkdir(home, { recursive: true, mode: 0o700 });
+    this.#gnupgHomes.push(home);
+    const env = { GNUPGHOME: home, LC_ALL: "C" };
+    await run("gpg", [
+      "--batch",
+      "--passphrase",
+      "",
+      "--quick-gen-key",
+      uid,
+      "ed25519",
+      "sign",
+      "1y",
+    ], { env });
+    const { stdout } = await run("gpg", ["--batch", "--with-colons", "--list-secret-keys"], {
+      env,
+    });
+    const fpr = stdout.split("\n").find((l) => l.startsWith("fpr:"))?.split(":")[9];
+    if (!fpr) throw new Error("gpg made no key");
+    return { home, fingerprint: fpr, uid };
+  }
+
+  /**
+   * Makes a GnuPG home for the desktop user holding only the public part of `key`, marked
+   * ultimately trusted, so local `gpg --verify` (git verify-commit) reports a good signature.
+   */
+  async publicKeyring(name: string, key: GnupgHome): Promise<string> {
+    const home = `${this.dir}/${name}`;
+    await Deno.mkdir(home, { recursive: true, mode: 0o700 });
+    this.#gnupgHomes.push(home);
+    const { stdout } = await run("gpg", ["--batch", "--armor", "--export", key.fingerprint], {
+      env: { GNUPGHOME: key.home },
+    });
+    await run("gpg", ["--batch", "--import"], { env: { GNUPGHOME: home }, stdin: stdout });
+    await run("gpg", ["--batch", "--import-ownertrust"], {
+      env: { GNUPGHOME: home },
+      stdin: `${key.fingerprint}:6:\n`,
+    });
+    return home;
+  }
+
+  /**
+   * Starts the daemon with the production permission flags for these paths, and waits until it
+   * says it is ready.
+   *
+   * @throws {Error} with the daemon's log when it exits or does not get ready in time
+   */
+  async daemon(options: {
+    systemBus: BusInfo;
+    companionBus: BusInfo;
+    clientUid: number;
+    gnupgHome: string;
+    stateDir?: string;
+    ttlSeconds?: number;
+    name?: string;
+  }): Promise<Deno.ChildProcess> {
+    const stateDir = options.stateDir ?? `${this.dir}/state`;
+    await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+    const name = options.name ?? "daemon";
+    const paths: Paths = {
+      systemBusSocket: options.systemBus.socket,
+      companionBusSocket: options.companionBus.socket,
+      stateDir,
+      gpg: "/usr/bin/gpg",
+      gitDirs: [],
+    };
+    const before = (await this.log(name)).length;
+    const child = await this.spawn(
+      name,
+      Deno.execPath(),
+      denoArgs("daemon", { paths, root: ROOT }),
+      {
+        clearEnv: true,
+        env: {
+          PATH: "/usr/bin:/bin",
+          DBUS_SYSTEM_BUS_ADDRESS: options.systemBus.address,
+          SD_COMPANION_BUS_ADDRESS: options.companionBus.address,
+          SD_CLIENT_UID: String(options.clientUid),
+          SD_STATE_DIR: stateDir,
+          GNUPGHOME: options.gnupgHome,
+          SD_REQUEST_TTL: String(options.ttlSeconds ?? 300),
+          DENO_DIR: await denoDir(),
+        },
+      },
+    );
+    let exited = false;
+    child.status.then(() => exited = true);
+    try {
+      await waitFor("the daemon to get ready", async () => {
+        if (exited) throw new Error("the daemon exited");
+        return (await this.log(name)).slice(before).includes("ready");
+      }, 30_000);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- daemon log ---\n${await this.log(name)}`);
+    }
+    return child;
+  }
+
+  /** Stops one process started by this stack (SIGTERM, then SIGKILL after 3 s). */
+  async stopProcess(child: Deno.ChildProcess, signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    try {
+      child.kill(signal);
+    } catch { /* already gone */ }
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 3000);
+    await child.status;
+    clearTimeout(timer);
+    this.#children = this.#children.filter((c) => c.child !== child);
+  }
+
+  /** Stops everything this stack started, newest first, and the gpg-agents of its homes. */
+  async stop(): Promise<void> {
+    for (const { child } of [...this.#children].reverse()) await this.stopProcess(child);
+    for (const home of this.#gnupgHomes) {
+      await run("gpgconf", ["--homedir", home, "--kill", "all"]).catch(() => {});
+    }
+  }
+
+  /** {@link stop}, then removes the work dir. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** A running signing stack for one test. */
+export interface SignStack {
+  stack: Stack;
+  systemBus: BusInfo;
+  companionBus: BusInfo;
+  key: GnupgHome;
+  /** The desktop user's GnuPG home with the public key (for verification). */
+  userGnupg: string;
+  daemon: Deno.ChildProcess;
+  admin: AdminClient;
+  /** The signer's path (a symlink to the front script, as the demo installs it). */
+  signer: string;
+  /** Environment for git and the signer (system bus, GNUPGHOME, no desktop leftovers). */
+  env: Record<string, string>;
+  /** Makes a new repository configured to sign through the signer. */
+  repo(name?: string): Promise<string>;
+  /** Stops everything and removes the dir. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a signing stack served for the current uid: the system-like bus with the real policy,
+ * the companion bus, a companion key, the desktop user's public keyring, the daemon, an admin
+ * client, and the signer as `<dir>/bin/secrets-dispatcher-gpg`.
+ *
+ * @param options `dir` to use (default: a new temp dir), `ttlSeconds` for requests
+ */
+export async function signStack(
+  options: { dir?: string; ttlSeconds?: number } = {},
+): Promise<SignStack> {
+  const stack = options.dir ? new Stack(options.dir) : await Stack.temp();
+  try {
+    const uid = Deno.uid()!;
+    const user = await currentUser();
+    const systemBus = await stack.systemBus({
+      [`org.secretsdispatcher.Dispatcher1.u${uid}.conf`]: dispatcherPolicy({
+        user,
+        uid,
+        companionUser: user,
+      }),
+    });
+    const companionBus = await stack.companionBus(user);
+    const key = await stack.gnupgHome("companion-gnupg", "Demo Signer <demo@example.test>");
+    const userGnupg = await stack.publicKeyring("user-gnupg", key);
+    const daemon = await stack.daemon({
+      systemBus,
+      companionBus,
+      clientUid: uid,
+      gnupgHome: key.home,
+      ttlSeconds: options.ttlSeconds,
+    });
+    const admin = await AdminClient.connect(companionBus.address);
+    await Deno.mkdir(`${stack.dir}/bin`);
+    const signer = `${stack.dir}/bin/secrets-dispatcher-gpg`;
+    await Deno.symlink(`${ROOT}/sign/gpg_front.sh`, signer);
+    const env = {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: stack.dir,
+      DBUS_SYSTEM_BUS_ADDRESS: systemBus.address,
+      GNUPGHOME: userGnupg,
+      LC_ALL: "C",
+      GIT_CONFIG_NOSYSTEM: "1",
+      DENO_DIR: await denoDir(),
+    };
+    let n = 0;
+    return {
+      stack,
+      systemBus,
+      companionBus,
+      key,
+      userGnupg,
+      daemon,
+      admin,
+      signer,
+      env,
+      async repo(name = `repo${n++}`) {
+        const dir = `${stack.dir}/${name}`;
+        await run("git", ["init", "-q", "-b", "main", dir], { env });
+        for (
+          const [k, v] of [
+            ["user.name", "Demo Signer"],
+            ["user.email", "demo@example.test"],
+            ["user.signingkey", key.fingerprint],
+            ["gpg.program", signer],
+          ]
+        ) await run("git", ["-C", dir, "config", k, v], { env });
+        return dir;
+      },
+      async close() {
+        admin.close();
+        await stack.destroy();
+      },
+    };
+  } catch (err) {
+    await stack.destroy();
+    throw err;
+  }
+}
+
+/** The current user's name (for bus policies), from `id -un`. */
+export async function currentUser(): Promise<string> {
+  return (await run("id", ["-un"])).stdout.trim();
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what secrets-dispatcher needs on a fresh Debian 12 machine (as root, or with sudo):
+# the Debian packages (dbus-daemon, gpg, git, gnome-keyring, Secret Service clients, kbd),
+# Deno from the npm registry (pinned), and the project's npm dependencies (deno install --frozen).
+# Safe to run again: it skips what is already there.
+set -euo pipefail
+DENO_VERSION=2.9.6
+PACKAGES=(dbus-daemon dbus-bin gnupg gpg-agent git procps util-linux passwd python3-dbus kbd)
+cd "$(dirname "$0")/.."
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+if ! command -v deno >/dev/null || [ "$(deno --version | head -n1 | cut -d' ' -f2)" != "$DENO_VERSION" ]; then
+  echo "setup: installing deno $DENO_VERSION from npm"
+  sudo_ npm install -g --no-fund --no-audit "deno@$DENO_VERSION" >/dev/null 2>&1
+  deno --version | head -n1
+fi
+
+deno install --frozen --quiet
+echo "setup: done"

@@ -1,0 +1,286 @@
+/**
+ * The secrets-dispatcher wire protocol: bus names, object paths, interfaces, error names and the
+ * JSON shapes exchanged on the admin interface. Every component imports these from here; nothing
+ * else spells a name.
+ *
+ * Architecture: see DESIGN.md §4 (buses and names) and §5 (request lifecycle).
+ *
+ * @module
+ */
+
+/** Prefix of the daemon's well-known name on the system bus; the desktop user's uid follows. */
+export const DISPATCHER_NAME_PREFIX = "org.secretsdispatcher.Dispatcher1.u";
+/** Object path of the dispatcher on the system bus. */
+export const DISPATCHER_PATH = "/org/secretsdispatcher/Dispatcher1";
+/** Interface with the request methods (the only one the desktop user may call). */
+export const DISPATCHER_IFACE = "org.secretsdispatcher.Dispatcher1";
+/** Parent path of the per-request objects. */
+export const REQUEST_PATH_PREFIX = "/org/secretsdispatcher/Dispatcher1/request/";
+/** Interface of a per-request object: `Cancel()` and the unicast `Completed` signal. */
+export const REQUEST_IFACE = "org.secretsdispatcher.Request1";
+
+/** Well-known name of the daemon's admin service on the companion bus. */
+export const ADMIN_NAME = "org.secretsdispatcher.Admin1";
+/** Object path of the admin service on the companion bus. */
+export const ADMIN_PATH = "/org/secretsdispatcher/Admin1";
+/** Admin interface (approve, deny, list, history). Exists only on the companion bus. */
+export const ADMIN_IFACE = "org.secretsdispatcher.Admin1";
+
+/** D-Bus error names the daemon answers with. */
+export const Errors = {
+  /** The caller's uid is not the desktop user this daemon serves. */
+  AccessDenied: "org.secretsdispatcher.Error.AccessDenied",
+  /** A malformed argument (unknown payload type, bad key spec, oversized payload...). */
+  InvalidArgs: "org.secretsdispatcher.Error.InvalidArgs",
+  /** No request with that id (or id prefix). */
+  NoSuchRequest: "org.secretsdispatcher.Error.NoSuchRequest",
+  /** The id prefix matches more than one request. */
+  AmbiguousId: "org.secretsdispatcher.Error.AmbiguousId",
+  /** The approval named a digest that is not the request's content digest. */
+  DigestMismatch: "org.secretsdispatcher.Error.DigestMismatch",
+  /** The request is no longer pending (already decided, expired or cancelled). */
+  NotPending: "org.secretsdispatcher.Error.NotPending",
+  /** Too many pending requests from this caller. */
+  LimitExceeded: "org.secretsdispatcher.Error.LimitExceeded",
+  /** Something failed inside the daemon; the text says what. */
+  Failed: "org.secretsdispatcher.Error.Failed",
+} as const;
+
+/** Kinds of request (DESIGN.md §5). */
+export type RequestKind =
+  | "sign.commit"
+  | "sign.tag"
+  | "sign.push"
+  | "secret.read"
+  | "secret.write"
+  | "secret.delete";
+
+/**
+ * States of a request. `pending` is the only open state; the others are final
+ * (`approved` is transient: it becomes `done` or `failed` once the operation ran).
+ */
+export type RequestState =
+  | "pending"
+  | "approved"
+  | "denied"
+  | "expired"
+  | "cancelled"
+  | "done"
+  | "failed";
+
+/** Outcome carried by the `Completed` signal: a final state. */
+export type Outcome = Exclude<RequestState, "pending" | "approved">;
+
+/** True for states after which nothing more happens to a request. */
+export function isFinal(state: RequestState): boolean {
+  return state !== "pending" && state !== "approved";
+}
+
+/** Who is asking, as established by the daemon itself (D-Bus credentials and /proc). */
+export interface VerifiedCaller {
+  /** Unique bus name of the calling connection, e.g. `:1.42`. */
+  busName: string;
+  /** Uid from `GetConnectionUnixUser`. */
+  uid: number;
+  /** Pid from `GetConnectionUnixProcessID`, or null when the bus could not tell. */
+  pid: number | null;
+  /** `/proc/<pid>/cmdline` split at NUL, when readable; null otherwise. */
+  cmdline: string[] | null;
+  /** `/proc/<pid>/exe` link target, when readable; null otherwise. */
+  exe: string | null;
+}
+
+/** A changed file as reported by the signer: git's name-status letter and the path. */
+export interface ChangedFile {
+  /** `A` added, `M` modified, `D` deleted, `T` type changed. */
+  status: string;
+  /** Path relative to the repository root (raw, unescaped). */
+  path: string;
+}
+
+/** Context the signer reports. Untrusted: always shown marked "reported". */
+export interface SignContext {
+  /** Repository work tree (or git dir for a bare repo). */
+  repo?: string;
+  /** Branch, e.g. `main`, or `(detached)`. */
+  branch?: string;
+  /** Files changed between the payload's tree and its first parent. */
+  files?: ChangedFile[];
+  /** True when the file list was cut at the signer's limit. */
+  filesTruncated?: boolean;
+  /** Rebase progress such as `2/3 onto 1a2b3c4`, when one is running. */
+  rebase?: string;
+  /** Why the file list is missing, when it is. */
+  filesError?: string;
+}
+
+/** A parsed identity line (`author`, `committer`, `tagger`, `pusher`). */
+export interface Ident {
+  name: string;
+  email: string;
+  /** Seconds since the epoch. */
+  time: number;
+  /** Offset as written, e.g. `+0200`. */
+  tz: string;
+}
+
+/** One header of a git object as it appears in the payload (continuations joined with `\n`). */
+export interface Header {
+  key: string;
+  value: string;
+}
+
+/** What a signing payload says, parsed by the daemon from the exact bytes that will be signed. */
+export type SignContent =
+  | {
+    type: "commit";
+    tree: string;
+    parents: string[];
+    author: Ident | null;
+    committer: Ident | null;
+    /** Value of the `encoding` header, or null for UTF-8. */
+    encoding: string | null;
+    /** Headers other than tree/parent/author/committer/encoding (mergetag, unknown ones). */
+    extraHeaders: Header[];
+    subject: string;
+    body: string;
+  }
+  | {
+    type: "tag";
+    object: string;
+    objectType: string;
+    tag: string;
+    tagger: Ident | null;
+    extraHeaders: Header[];
+    subject: string;
+    body: string;
+  }
+  | {
+    type: "push";
+    version: string;
+    pusher: Ident | null;
+    pushee: string;
+    nonce: string;
+    extraHeaders: Header[];
+    /** One entry per ref update. */
+    updates: { old: string; new: string; ref: string }[];
+  };
+
+/** The display-ready view of a signing request. */
+export interface SignDetails {
+  /** Key spec exactly as the signer received it (`-u`). */
+  keySpec: string;
+  /** Fingerprint the spec resolved to in the companion's keyring; null if it could not. */
+  keyFingerprint: string | null;
+  /** User id of that key, for display. */
+  keyUid: string | null;
+  /** Why the key could not be resolved, when it could not. */
+  keyError: string | null;
+  /** Payload size in bytes. */
+  payloadSize: number;
+  content: SignContent;
+  reported: SignContext;
+}
+
+/**
+ * One request as the admin interface returns it (JSON over `s`). All strings are raw: whoever
+ * displays them must escape them (see `lib/sanitize.ts`).
+ */
+export interface RequestView {
+  /** Opaque id: 32 lowercase hex characters. */
+  id: string;
+  kind: RequestKind;
+  state: RequestState;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  /** When a pending request expires, milliseconds since the epoch. */
+  expiresAt: number;
+  /** When it reached its final state, or null. */
+  decidedAt: number | null;
+  /** Hex SHA-256 over what is shown; an approval must name it. */
+  digest: string;
+  caller: VerifiedCaller;
+  /** Present for `sign.*` kinds. */
+  sign?: SignDetails;
+  /** Short human text about the outcome (gpg error, who cancelled...), or null. */
+  message: string | null;
+}
+
+/** An entry of the append-only history (one JSON object per line in `history.jsonl`). */
+export interface HistoryEntry {
+  /** Milliseconds since the epoch. */
+  at: number;
+  id: string;
+  kind: RequestKind;
+  /** `created` or the state the request entered. */
+  event: "created" | RequestState;
+  /** One-line summary (commit subject, tag name...), raw. */
+  summary: string;
+  callerUid: number;
+  callerPid: number | null;
+  digest: string;
+  message?: string | null;
+}
+
+/** Length of the short id shown to people (`ctl` accepts any unique prefix). */
+export const SHORT_ID_LENGTH = 8;
+
+/** Default lifetime of a pending request, in milliseconds (5 minutes). */
+export const DEFAULT_REQUEST_TTL_MS = 5 * 60 * 1000;
+
+/** Largest payload the daemon accepts, in bytes. */
+export const MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
+
+/** The well-known name the daemon serving `uid` owns on the system bus. */
+export function dispatcherName(uid: number): string {
+  if (!Number.isSafeInteger(uid) || uid < 0) throw new RangeError(`bad uid ${uid}`);
+  return `${DISPATCHER_NAME_PREFIX}${uid}`;
+}
+
+/** The object path of request `id`. */
+export function requestPath(id: string): string {
+  return REQUEST_PATH_PREFIX + id;
+}
+
+/** The request id in a request object path, or null if the path is not one. */
+export function requestIdFromPath(path: string): string | null {
+  if (!path.startsWith(REQUEST_PATH_PREFIX)) return null;
+  const id = path.slice(REQUEST_PATH_PREFIX.length);
+  return /^[0-9a-f]{32}$/.test(id) ? id : null;
+}
+
+/**
+ * Members of {@link ADMIN_IFACE} on the companion bus, with their D-Bus signatures.
+ * JSON travels as `s` because these are our own structured records, not a standard interface.
+ *
+ * - `List() → s`: JSON `RequestView[]` of the pending requests, oldest first.
+ * - `Get(s id) → s`: JSON `RequestView`; `id` may be a unique prefix (≥ 4 hex chars) of a
+ *   pending or recently finished request. Errors: `NoSuchRequest`, `AmbiguousId`.
+ * - `Approve(s id, s digest)`: full id and the `digest` of what was shown. Errors:
+ *   `NoSuchRequest`, `DigestMismatch`, `NotPending`.
+ * - `Deny(s id, s reason)`: full id. Errors: `NoSuchRequest`, `NotPending`.
+ * - `History(u limit) → s`: JSON `HistoryEntry[]`, newest last, at most `limit` (0 = 100).
+ * - signal `Changed(s id, s state)`: a request was created or changed state.
+ */
+export const ADMIN_MEMBERS = {
+  List: { in: "", out: "s" },
+  Get: { in: "s", out: "s" },
+  Approve: { in: "ss", out: "" },
+  Deny: { in: "ss", out: "" },
+  History: { in: "u", out: "s" },
+} as const;
+
+/**
+ * Members of {@link DISPATCHER_IFACE} and {@link REQUEST_IFACE} on the system bus.
+ *
+ * - `Dispatcher1.RequestSign(ay payload, s keySpec, s context) → o request`: `context` is a
+ *   JSON `SignContext` (reported, untrusted). Returns at once; the outcome arrives later as
+ *   `Request1.Completed` sent from the request object **unicast** to the caller.
+ * - `Request1.Cancel()`: only the connection that made the request may cancel it.
+ * - signal `Request1.Completed(s outcome, a{sv} result)`: `outcome` is an {@link Outcome};
+ *   `result` holds `signature` (`ay`, armored, for `done`), `status` (`ay`, gpg status lines)
+ *   and `message` (`s`, human text for anything but `done`).
+ */
+export const DISPATCHER_MEMBERS = {
+  RequestSign: { in: "ayss", out: "o" },
+} as const;

@@ -1,0 +1,312 @@
+/**
+ * End-to-end signing through the real path: git → gpg.program front → Deno signer → system-like
+ * bus with the real policy → daemon → approval through the admin client on the companion bus →
+ * real gpg in the companion's home → back to git, verified by the local gpg.
+ */
+
+import assert from "node:assert/strict";
+import { Approver, exec, signStack, waitForHistory } from "./support.ts";
+
+const approveAll = () => "approve" as const;
+
+Deno.test("approved git commit -S verifies, and the console saw the full context", async () => {
+  const s = await signStack();
+  const approver = new Approver(s.admin, approveAll);
+  try {
+    const repo = await s.repo();
+    await Deno.mkdir(`${repo}/src`);
+    await Deno.writeTextFile(`${repo}/src/a.txt`, "hello\n");
+    await Deno.writeTextFile(`${repo}/b.txt`, "b\n");
+    await exec("git", ["-C", repo, "add", "."], { env: s.env });
+    const commit = await exec(
+      "git",
+      ["-C", repo, "commit", "-S", "-q", "-m", "first\n\nbody line"],
+      {
+        env: s.env,
+      },
+    );
+    assert.equal(commit.code, 0, commit.stderr);
+    const verify = await exec("git", ["-C", repo, "verify-commit", "HEAD"], { env: s.env });
+    assert.equal(verify.code, 0, verify.stderr);
+    assert.match(verify.stderr, /Good signature from "Demo Signer/);
+    const log = await exec("git", ["-C", repo, "log", "--show-signature", "-1"], { env: s.env });
+    assert.match(log.stdout, /Good signature/);
+
+    assert.equal(approver.seen.length, 1);
+    const view = approver.seen[0];
+    assert.equal(view.kind, "sign.commit");
+    assert.equal(view.sign?.keyFingerprint, s.key.fingerprint);
+    const content = view.sign!.content;
+    assert.equal(content.type, "commit");
+    if (content.type === "commit") {
+      assert.equal(content.subject, "first");
+      assert.equal(content.body, "body line\n");
+      assert.deepEqual(content.parents, []);
+    }
+    assert.deepEqual(view.sign?.reported.files, [
+      { status: "A", path: "b.txt" },
+      { status: "A", path: "src/a.txt" },
+    ]);
+    assert.equal(view.sign?.reported.branch, "main");
+    assert.equal(view.caller.uid, Deno.uid());
+    assert.ok(view.caller.pid !== null && view.caller.pid > 0);
+
+    // A second commit: changed files come from the tree against the first parent.
+    await Deno.writeTextFile(`${repo}/b.txt`, "changed\n");
+    await Deno.remove(`${repo}/src/a.txt`);
+    const second = await exec("git", ["-C", repo, "commit", "-a", "-S", "-q", "-m", "second"], {
+      env: s.env,
+    });
+    assert.equal(second.code, 0, second.stderr);
+    assert.deepEqual(approver.seen[1].sign?.reported.files, [
+      { status: "M", path: "b.txt" },
+      { status: "D", path: "src/a.txt" },
+    ]);
+    const h = await s.admin.history(50);
+    assert.ok(h.some((e) => e.id === view.id && e.event === "done"));
+  } finally {
+    await approver.stop();
+    await s.close();
+  }
+});
+
+Deno.test("denied commit fails, creates no commit, and the signer exits 1", async () => {
+  const s = await signStack();
+  const approver = new Approver(s.admin, () => "deny");
+  try {
+    const repo = await s.repo();
+    await Deno.writeTextFile(`${repo}/f`, "x\n");
+    await exec("git", ["-C", repo, "add", "f"], { env: s.env });
+    const commit = await exec("git", ["-C", repo, "commit", "-S", "-q", "-m", "nope"], {
+      env: s.env,
+    });
+    assert.notEqual(commit.code, 0);
+    assert.match(commit.stderr, /gpg failed to sign the data/);
+    const head = await exec("git", ["-C", repo, "rev-parse", "--verify", "-q", "HEAD"], {
+      env: s.env,
+    });
+    assert.notEqual(head.code, 0, "no commit may exist");
+
+    // The signer itself: exit 1, FAILURE on the status fd, nothing on stdout.
+    const payload = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n" +
+      "author A <a@example.test> 1700000000 +0000\ncommitter A <a@example.test> 1700000000 +0000\n\nx\n";
+    const direct = await exec(s.signer, ["--status-fd=2", "-bsau", s.key.fingerprint], {
+      env: s.env,
+      cwd: repo,
+      stdin: payload,
+    });
+    assert.equal(direct.code, 1);
+    assert.equal(direct.stdout, "");
+    assert.match(direct.stderr, /^\[GNUPG:\] FAILURE sign/m);
+    assert.match(direct.stderr, /denied/);
+  } finally {
+    await approver.stop();
+    await s.close();
+  }
+});
+
+Deno.test("daemon not running: the signer exits 2 within 5 s and says what to start", async () => {
+  const s = await signStack();
+  try {
+    const repo = await s.repo();
+    await s.stack.stopProcess(s.daemon);
+    const start = performance.now();
+    const r = await exec(s.signer, ["--status-fd=2", "-bsau", s.key.fingerprint], {
+      env: s.env,
+      cwd: repo,
+      stdin: "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nx\n",
+    });
+    const ms = performance.now() - start;
+    assert.equal(r.code, 2);
+    assert.ok(ms < 5000, `took ${ms} ms`);
+    assert.match(r.stderr, /\[GNUPG:\] FAILURE sign/);
+    assert.match(r.stderr, /not running|cannot reach/);
+    assert.match(r.stderr, /deno task demo|systemctl/);
+    assert.equal(r.stdout, "");
+
+    // And with no bus at all.
+    const noBus = await exec(s.signer, ["--status-fd=2", "-bsau", s.key.fingerprint], {
+      env: { ...s.env, DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${s.stack.dir}/nonexistent` },
+      cwd: repo,
+      stdin: "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nx\n",
+    });
+    assert.equal(noBus.code, 2);
+    assert.match(noBus.stderr, /cannot reach/);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("an interrupted signer cancels its request", async () => {
+  const s = await signStack();
+  try {
+    const repo = await s.repo();
+    const child = new Deno.Command(s.signer, {
+      args: ["--status-fd=2", "-bsau", s.key.fingerprint],
+      env: s.env,
+      clearEnv: true,
+      cwd: repo,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(
+      new TextEncoder().encode("tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nwait\n"),
+    );
+    await w.close();
+    let id = "";
+    const end = Date.now() + 10_000;
+    while (!id && Date.now() < end) {
+      id = (await s.admin.list())[0]?.id ?? "";
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.ok(id, "the request reached the daemon");
+    child.kill("SIGINT");
+    const out = await child.output();
+    assert.equal(out.code, 1);
+    assert.match(new TextDecoder().decode(out.stderr), /cancelled/);
+    await waitForHistory(s.admin, (e) => e.id === id && e.event === "cancelled");
+    assert.deepEqual(await s.admin.list(), []);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("a killed signer (disconnect) cancels its request", async () => {
+  const s = await signStack();
+  try {
+    const repo = await s.repo();
+    const child = new Deno.Command(s.signer, {
+      args: ["--status-fd=2", "-bsau", s.key.fingerprint],
+      env: s.env,
+      clearEnv: true,
+      cwd: repo,
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nk\n"));
+    await w.close();
+    let id = "";
+    const end = Date.now() + 10_000;
+    while (!id && Date.now() < end) {
+      id = (await s.admin.list())[0]?.id ?? "";
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.ok(id);
+    child.kill("SIGKILL");
+    await child.status;
+    await waitForHistory(s.admin, (e) => e.id === id && e.event === "cancelled");
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("payload over 64 KiB, Latin-1 commit, signed tag", async () => {
+  const s = await signStack();
+  const approver = new Approver(s.admin, approveAll);
+  try {
+    const repo = await s.repo();
+    await Deno.writeTextFile(`${repo}/f`, "x\n");
+    await exec("git", ["-C", repo, "add", "f"], { env: s.env });
+    const big = "subject\n\n" + "0123456789abcdef ".repeat(6000) + "\n";
+    const c1 = await exec("git", ["-C", repo, "commit", "-S", "-q", "-F", "-"], {
+      env: s.env,
+      stdin: big,
+    });
+    assert.equal(c1.code, 0, c1.stderr);
+    assert.ok(approver.seen[0].sign!.payloadSize > 64 * 1024);
+    assert.equal(
+      (await exec("git", ["-C", repo, "verify-commit", "HEAD"], { env: s.env })).code,
+      0,
+    );
+
+    // Latin-1: raw ISO-8859-1 bytes in the message, encoding header in the payload.
+    await exec("git", ["-C", repo, "config", "i18n.commitEncoding", "ISO-8859-1"], { env: s.env });
+    await Deno.writeTextFile(`${repo}/f`, "y\n");
+    const latin1 = new Uint8Array([...new TextEncoder().encode("caf"), 0xe9, 10]);
+    const c2 = await exec("git", ["-C", repo, "commit", "-a", "-S", "-q", "-F", "-"], {
+      env: s.env,
+      stdin: latin1,
+    });
+    assert.equal(c2.code, 0, c2.stderr);
+    const v2 = await exec("git", ["-C", repo, "verify-commit", "HEAD"], { env: s.env });
+    assert.equal(v2.code, 0, v2.stderr);
+    const latinView = approver.seen[1].sign!.content;
+    assert.equal(latinView.type, "commit");
+    if (latinView.type === "commit") {
+      assert.equal(latinView.encoding, "ISO-8859-1");
+      assert.equal(latinView.subject, "café");
+    }
+
+    const tag = await exec("git", ["-C", repo, "tag", "-s", "v1.0", "-m", "release 1.0"], {
+      env: s.env,
+    });
+    assert.equal(tag.code, 0, tag.stderr);
+    const vt = await exec("git", ["-C", repo, "verify-tag", "v1.0"], { env: s.env });
+    assert.equal(vt.code, 0, vt.stderr);
+    const tagView = approver.seen[2];
+    assert.equal(tagView.kind, "sign.tag");
+    if (tagView.sign!.content.type === "tag") assert.equal(tagView.sign!.content.tag, "v1.0");
+  } finally {
+    await approver.stop();
+    await s.close();
+  }
+});
+
+Deno.test("a 3-commit rebase with commit.gpgsign makes 3 requests and all commits verify", async () => {
+  const s = await signStack();
+  const approver = new Approver(s.admin, approveAll);
+  try {
+    const repo = await s.repo();
+    const git = (...a: string[]) => exec("git", ["-C", repo, ...a], { env: s.env });
+    await Deno.writeTextFile(`${repo}/base`, "0\n");
+    await git("add", "base");
+    await git("-c", "commit.gpgsign=false", "commit", "-q", "-m", "base");
+    await git("checkout", "-q", "-b", "topic");
+    for (const i of [1, 2, 3]) {
+      await Deno.writeTextFile(`${repo}/t${i}`, `${i}\n`);
+      await git("add", `t${i}`);
+      await git("-c", "commit.gpgsign=false", "commit", "-q", "-m", `topic ${i}`);
+    }
+    await git("checkout", "-q", "main");
+    await Deno.writeTextFile(`${repo}/m`, "m\n");
+    await git("add", "m");
+    await git("-c", "commit.gpgsign=false", "commit", "-q", "-m", "main moves");
+    await git("checkout", "-q", "topic");
+    const before = approver.seen.length;
+    const rebase = await git("-c", "commit.gpgsign=true", "rebase", "-q", "main");
+    assert.equal(rebase.code, 0, rebase.stderr);
+    assert.equal(approver.seen.length - before, 3);
+    const subjects = approver.seen.slice(before).map((v) =>
+      v.sign!.content.type === "commit" ? v.sign!.content.subject : ""
+    );
+    assert.deepEqual(subjects, ["topic 1", "topic 2", "topic 3"]);
+    for (const rev of ["HEAD", "HEAD~1", "HEAD~2"]) {
+      const v = await git("verify-commit", rev);
+      assert.equal(v.code, 0, `${rev}: ${v.stderr}`);
+    }
+    assert.notEqual((await git("verify-commit", "HEAD~3")).code, 0, "main's tip is unsigned");
+  } finally {
+    await approver.stop();
+    await s.close();
+  }
+});
+
+Deno.test("non-signing calls pass through to the local gpg unchanged", async () => {
+  const s = await signStack();
+  try {
+    const direct = await exec("gpg", ["--version"], { env: s.env });
+    const viaFront = await exec(s.signer, ["--version"], { env: s.env });
+    assert.equal(viaFront.code, direct.code);
+    assert.equal(viaFront.stdout, direct.stdout);
+    const bad = await exec(s.signer, ["--no-such-option-xyz"], { env: s.env });
+    const badDirect = await exec("gpg", ["--no-such-option-xyz"], { env: s.env });
+    assert.equal(bad.code, badDirect.code);
+    assert.deepEqual(await s.admin.list(), [], "nothing reached the daemon");
+  } finally {
+    await s.close();
+  }
+});

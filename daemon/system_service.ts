@@ -23,43 +23,49 @@ import {
 } from "../lib/protocol.ts";
 import { type Completion, RequestError, type RequestManager } from "./requests.ts";
 
-/** Reads facts about a process from `/proc`; replaceable in tests. */
-export interface ProcReader {
-  /** Uid owning the process (from `/proc/<pid>/status`), or null if it cannot be read. */
-  uid(pid: number): Promise<number | null>;
-  cmdline(pid: number): Promise<string[] | null>;
-  exe(pid: number): Promise<string | null>;
+/** What the daemon can establish about a calling process. */
+export interface ProcessInfo {
+  /** Real uid owning the process. */
+  uid: number;
+  /** Its command line as `ps` shows it (arguments joined by spaces), or null. */
+  cmdline: string[] | null;
+  /** Its executable, or null when it cannot be read (another uid's `/proc/<pid>/exe`). */
+  exe: string | null;
 }
 
-/** {@link ProcReader} over the real `/proc` (proc(5)). */
-export const realProc: ProcReader = {
-  async uid(pid) {
-    try {
-      const status = await Deno.readTextFile(`/proc/${pid}/status`);
-      const m = status.match(/^Uid:\s+(\d+)/m);
-      return m ? Number(m[1]) : null;
-    } catch {
-      return null;
-    }
-  },
-  async cmdline(pid) {
-    try {
-      const raw = await Deno.readFile(`/proc/${pid}/cmdline`);
-      const parts = new TextDecoder().decode(raw).split("\0");
-      if (parts.at(-1) === "") parts.pop();
-      return parts;
-    } catch {
-      return null;
-    }
-  },
-  async exe(pid) {
-    try {
-      return await Deno.readLink(`/proc/${pid}/exe`);
-    } catch {
-      return null; // another uid's exe link is not readable: that is expected
-    }
-  },
-};
+/** Reads facts about a process; replaceable in tests. */
+export interface ProcReader {
+  /** Facts about `pid`, or null when the process is gone. */
+  info(pid: number): Promise<ProcessInfo | null>;
+}
+
+/**
+ * {@link ProcReader} through `ps` (procps, ps(1)): Deno refuses every `/proc/<pid>/…` path
+ * without `--allow-all`, so the daemon asks `ps` (its only other `--allow-run`) instead.
+ */
+export function psProcReader(ps = "/usr/bin/ps"): ProcReader {
+  return {
+    async info(pid) {
+      if (!Number.isSafeInteger(pid) || pid <= 0) return null;
+      try {
+        const out = await new Deno.Command(ps, {
+          args: ["-ww", "-o", "uid=", "-o", "args=", "-p", String(pid)],
+          env: { LC_ALL: "C" },
+          clearEnv: true,
+          stdin: "null",
+          stdout: "piped",
+          stderr: "null",
+        }).output();
+        if (!out.success) return null;
+        const m = new TextDecoder().decode(out.stdout).match(/^\s*(\d+)\s+(.*)$/s);
+        if (!m) return null;
+        return { uid: Number(m[1]), cmdline: [m[2].replace(/\n$/, "")], exe: null };
+      } catch {
+        return null;
+      }
+    },
+  };
+}
 
 /** Options of {@link DispatcherService}. */
 export interface DispatcherServiceOptions {
@@ -85,7 +91,7 @@ export class DispatcherService {
   constructor(bus: Bus, manager: RequestManager, options: DispatcherServiceOptions) {
     this.#bus = bus;
     this.#manager = manager;
-    this.#opts = { proc: realProc, log: () => {}, ...options };
+    this.#opts = { proc: psProcReader(), log: () => {}, ...options };
   }
 
   /**
@@ -195,14 +201,12 @@ export class DispatcherService {
         `this dispatcher serves uid ${this.#opts.clientUid} only`,
       );
     }
-    const proc = this.#opts.proc;
     let cmdline: string[] | null = null;
     let exe: string | null = null;
     if (creds.pid !== null) {
+      const info = await this.#opts.proc.info(creds.pid);
       // The pid must still belong to the caller's uid (narrows pid reuse).
-      if ((await proc.uid(creds.pid)) === creds.uid) {
-        [cmdline, exe] = await Promise.all([proc.cmdline(creds.pid), proc.exe(creds.pid)]);
-      }
+      if (info && info.uid === creds.uid) ({ cmdline, exe } = info);
     }
     return { busName: sender, uid: creds.uid, pid: creds.pid, cmdline, exe };
   }

@@ -18,7 +18,7 @@ export interface Paths {
   companionBusSocket: string;
   /** The daemon's state dir (history). */
   stateDir: string;
-  /** The gpg binary the daemon runs after approval. */
+  /** The gpg binary the daemon runs after approval (it also runs `/usr/bin/ps` about callers). */
   gpg: string;
   /** The repository's git dir and, for linked worktrees, its common dir (signer only). */
   gitDirs: string[];
@@ -62,10 +62,10 @@ export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
       const bus = busFlags([p.systemBusSocket, p.companionBusSocket]);
       return [
         `--allow-env=${list(this.env)}`,
-        `--allow-read=${list([...bus.read, p.stateDir, "/proc"])}`,
+        `--allow-read=${list([...bus.read, p.stateDir])}`,
         `--allow-write=${list([...bus.write, p.stateDir])}`,
         `--allow-net=${list(bus.net)}`,
-        `--allow-run=${p.gpg}`,
+        `--allow-run=${list([p.gpg, "/usr/bin/ps"])}`,
         "--allow-sys=uid",
       ];
     },
@@ -140,4 +140,27 @@ export function denoArgs(
     ...spec.flags(options.paths),
     `${options.root}/${spec.module}`,
   ];
+}
+
+/** Placeholder paths used to show the table to people (README). */
+export const PLACEHOLDER_PATHS: Paths = {
+  systemBusSocket: "<system bus socket>",
+  companionBusSocket: "<companion bus socket>",
+  stateDir: "<state dir>",
+  gpg: "/usr/bin/gpg",
+  gitDirs: ["<git dir>", "<common git dir>"],
+};
+
+/** The permission table as Markdown, for the README (a test keeps the README in sync). */
+export function permissionTableMarkdown(): string {
+  const rows = Object.entries(ENTRYPOINTS).map(([name, spec]) =>
+    `| \`${name}\` | \`${spec.module}\` | ${spec.description} | ${
+      spec.flags(PLACEHOLDER_PATHS).map((f) => `\`${f}\``).join("<br>")
+    } |`
+  );
+  return [
+    "| entrypoint | module | what it is | flags (besides `--no-prompt --cached-only --frozen`) |",
+    "|---|---|---|---|",
+    ...rows,
+  ].join("\n");
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { denoArgs, ENTRYPOINTS } from "./permissions.ts";
+import { denoArgs, ENTRYPOINTS, permissionTableMarkdown } from "./permissions.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -55,4 +55,16 @@ Deno.test("deno.json tasks use the launcher, never literal permission flags for 
   for (const task of Object.values(config.tasks) as string[]) {
     assert.doesNotMatch(task, /--allow-all|\s-A(\s|$)/);
   }
+});
+
+Deno.test("the README shows the permission table as it is", async () => {
+  // deno fmt aligns Markdown tables: compare with cell padding and rule lengths normalised.
+  const norm = (t: string) =>
+    t.split("\n").map((l) => l.trim().replace(/\s*\|\s*/g, "|").replace(/:?-{3,}:?/g, "---"))
+      .join("\n");
+  const readme = norm(await Deno.readTextFile(`${ROOT}/README.md`));
+  assert.ok(
+    readme.includes(norm(permissionTableMarkdown())),
+    "README.md must contain the output of permissionTableMarkdown() from deploy/permissions.ts",
+  );
 });

@@ -11,6 +11,7 @@
 import { companionBusConfig, dispatcherPolicy } from "../deploy/dbus.ts";
 import { denoArgs, type Paths } from "../deploy/permissions.ts";
 import { AdminClient } from "../lib/admin_client.ts";
+import type { RequestView } from "../lib/protocol.ts";
 
 /** The repository root (where `deno.json` is). */
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -447,6 +448,70 @@ export async function signStack(
   } catch (err) {
     await stack.destroy();
     throw err;
+  }
+}
+
+/** The human's decision for one request; null leaves it pending. */
+export type Decide = (view: RequestView) => "approve" | "deny" | null;
+
+/**
+ * Plays the human: polls the pending list through the real admin client and decides each new
+ * request with `decide`, approving with the digest of the view it looked at.
+ */
+export class Approver {
+  /** Every request seen, in order. */
+  readonly seen: RequestView[] = [];
+  #admin: AdminClient;
+  #decide: Decide;
+  #pollMs: number;
+  #stop = false;
+  #wake: (() => void) | null = null;
+  #loop: Promise<void>;
+
+  /**
+   * @param admin a connected admin client
+   * @param decide the decision for each request
+   * @param options `pollMs` between list polls (default 25); a `Changed` signal wakes it at once
+   */
+  constructor(admin: AdminClient, decide: Decide, options: { pollMs?: number } = {}) {
+    this.#admin = admin;
+    this.#decide = decide;
+    this.#pollMs = options.pollMs ?? 25;
+    this.#loop = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    const unsubscribe = await this.#admin.onChanged(() => this.#wake?.());
+    const handled = new Set<string>();
+    try {
+      while (!this.#stop) {
+        for (const view of await this.#admin.list()) {
+          if (handled.has(view.id)) continue;
+          const d = this.#decide(view);
+          if (d === null) continue;
+          handled.add(view.id);
+          this.seen.push(view);
+          if (d === "approve") await this.#admin.approve(view.id, view.digest);
+          else await this.#admin.deny(view.id, "test says no");
+        }
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, this.#pollMs);
+          this.#wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+      }
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  /** Stops deciding. */
+  async stop(): Promise<void> {
+    this.#stop = true;
+    this.#wake?.();
+    await this.#loop;
   }
 }
 

@@ -2,24 +2,35 @@
  * Typed client for the daemon's admin interface ({@link ADMIN_IFACE}) on the companion bus,
  * used by the console (TUI) and `ctl` (CLI).
  *
- * Built on dbus-next's low-level API only (`bus.call` with hand-made messages, `bus.on("message")`
- * for signals, one hand-made `AddMatch`): dbus-next proxy objects leak match rules and
- * `bus.call` has no timeout, so every call here has its own.
+ * Built on {@link Bus} from `lib/dbus.ts`, which owns everything about the connection:
+ * connecting with a timeout (after checking the Deno permissions), per-call timeouts, forgetting
+ * reply handlers on timeout, rejecting pending calls when the connection ends, match rules. This
+ * module only adds the admin protocol: member signatures, reply checks and the error mapping.
  *
  * Failure model:
  * - {@link AdminError}: the daemon (or the bus) answered with a D-Bus error, e.g.
- *   `NoSuchRequest`, `NotPending`, `DigestMismatch`; or sent a reply we cannot understand.
- * - {@link AdminUnreachableError}: there is nobody to talk to: cannot connect (dead socket,
- *   missing permission, not a D-Bus socket: all end in a timeout or an error), the connection was
- *   lost, a call timed out, or no daemon owns {@link ADMIN_NAME} on the bus.
+ *   `NoSuchRequest`, `NotPending`, `DigestMismatch`; or sent a reply we cannot understand
+ *   ({@link BAD_REPLY_ERROR}).
+ * - {@link AdminUnreachableError}: there is nobody to talk to: cannot connect (missing socket,
+ *   missing permission, dead socket, not a D-Bus socket: the message says which when known), the
+ *   connection was lost, a call timed out, or no daemon owns {@link ADMIN_NAME} on the bus.
  *
  * Permissions: `--allow-read=<sock> --allow-write=<sock> --allow-net=unix:<sock>
- * --allow-sys=uid` (the last for the EXTERNAL auth handshake).
+ * --allow-sys=uid` (the last for the EXTERNAL auth handshake); a missing one fails
+ * {@link AdminClient.connect} at once with a message naming the flag.
  *
  * @module
  */
 
-import dbus from "dbus-next";
+import {
+  BadReplyError,
+  Bus,
+  CallTimeoutError,
+  DBusCallError,
+  errorText,
+  type Message,
+  MessageType,
+} from "./dbus.ts";
 import {
   ADMIN_IFACE,
   ADMIN_MEMBERS,
@@ -30,10 +41,8 @@ import {
   type RequestView,
 } from "./protocol.ts";
 
-/** Default time allowed to connect and authenticate, in milliseconds. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
-/** Default time allowed for one method call, in milliseconds. */
-export const DEFAULT_CALL_TIMEOUT_MS = 10_000;
+// The defaults of ConnectOptions are the Bus's own (connect 5 s, call 10 s), re-exported here.
+export { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS } from "./dbus.ts";
 
 /** Error name used for replies that do not have the documented shape (client-side check). */
 export const BAD_REPLY_ERROR = "org.secretsdispatcher.Client.BadReply";
@@ -96,33 +105,8 @@ export interface ConnectOptions {
 /** Callback of {@link AdminClient.onChanged}: a request was created or changed state. */
 export type ChangedListener = (id: string, state: RequestState) => void;
 
-// Minimal structural types for the parts of dbus-next we use (its bundled types are loose).
-type Bus = ReturnType<typeof dbus.sessionBus>;
-type DbusMessage = InstanceType<typeof dbus.Message>;
-interface Emitter {
-  on(event: string, listener: (...args: unknown[]) => void): unknown;
-  removeListener(
-    event: string,
-    listener: (...args: unknown[]) => void,
-  ): unknown;
-}
-interface BusInternals {
-  _connection?: { stream?: Emitter & { destroy?: () => void } } & Emitter;
-  _methodReturnHandlers?: Record<number, unknown>;
-}
-
-interface Pending {
-  reject: (err: Error) => void;
-}
-
-const SIGNAL = 4; // dbus.MessageType.SIGNAL
 const CHANGED_MATCH = `type='signal',sender='${ADMIN_NAME}',path='${ADMIN_PATH}',` +
   `interface='${ADMIN_IFACE}',member='Changed'`;
-
-function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
-}
 
 /**
  * A connection to the admin interface. Create with {@link AdminClient.connect}; every method
@@ -132,113 +116,43 @@ export class AdminClient {
   /** The bus address this client is connected to. */
   readonly address: string;
   readonly #bus: Bus;
-  readonly #callTimeoutMs: number;
-  readonly #pending = new Set<Pending>();
   readonly #changedListeners = new Set<ChangedListener>();
   readonly #closeListeners = new Set<(err: AdminUnreachableError) => void>();
   #matchAdded: Promise<void> | null = null;
   #closed: AdminUnreachableError | null = null;
 
-  private constructor(address: string, bus: Bus, callTimeoutMs: number) {
-    this.address = address;
+  private constructor(bus: Bus) {
+    this.address = bus.address;
     this.#bus = bus;
-    this.#callTimeoutMs = callTimeoutMs;
+    bus.raw.on("message", (msg: Message) => this.#onMessage(msg));
+    bus.onClose((reason) => this.#lost(reason));
   }
 
   /**
-   * Connects to the companion bus at `address` and authenticates. dbus-next itself would wait
-   * forever on a dead socket or a missing permission; this gives up after `timeoutMs`.
+   * Connects to the companion bus at `address` and authenticates (see {@link Bus.connect}: it
+   * checks the Deno permissions and the socket first, and gives up after `timeoutMs` where
+   * dbus-next alone would wait forever).
    *
    * @param address D-Bus address, e.g. `unix:path=/run/secrets-dispatcher/alice/bus`
    * @param opts timeouts
    * @returns a connected client
    * @throws {AdminUnreachableError} when the bus cannot be reached in time (the message says
-   *   why when known: missing permission, no such socket...)
+   *   why when known: missing permission, no such socket, bad address...)
    */
   static async connect(
     address: string,
     opts: ConnectOptions = {},
   ): Promise<AdminClient> {
-    const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    const callTimeoutMs = opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
-    // The EXTERNAL handshake reads our uid; without the permission dbus-next's handshake throws
-    // inside an event handler and the connection just hangs. Fail early and clearly instead.
-    if (
-      Deno.permissions.querySync({ name: "sys", kind: "uid" }).state !==
-        "granted"
-    ) {
-      throw new AdminUnreachableError(
-        address,
-        `cannot connect to ${address}: missing permission --allow-sys=uid (needed for D-Bus authentication)`,
-      );
-    }
-    let bus: Bus;
     try {
-      bus = dbus.sessionBus({ busAddress: address });
-    } catch (err) {
-      // Bad address syntax, or a missing read/write/net permission on the socket.
-      throw new AdminUnreachableError(
-        address,
-        `cannot connect to ${address}: ${describeError(err)}`,
-        {
-          cause: err,
-        },
+      return new AdminClient(
+        await Bus.connect(address, {
+          timeoutMs: opts.timeoutMs,
+          callTimeoutMs: opts.callTimeoutMs,
+        }),
       );
-    }
-    const internals = bus as unknown as BusInternals;
-    const stream = internals._connection?.stream;
-
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let onError: ((err: unknown) => void) | undefined;
-    let onClose: (() => void) | undefined;
-    let onConnect: (() => void) | undefined;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        timer = setTimeout(() => {
-          reject(
-            new AdminUnreachableError(
-              address,
-              `cannot connect to ${address}: no answer within ${timeoutMs} ms ` +
-                "(dead socket, not a D-Bus bus, or a missing permission)",
-            ),
-          );
-        }, timeoutMs);
-        onError = (err: unknown) => {
-          reject(
-            new AdminUnreachableError(
-              address,
-              `cannot connect to ${address}: ${describeError(err)}`,
-              { cause: err },
-            ),
-          );
-        };
-        onClose = () =>
-          reject(
-            new AdminUnreachableError(
-              address,
-              `cannot connect to ${address}: connection closed`,
-            ),
-          );
-        onConnect = () => resolve();
-        bus.on("error", onError);
-        bus.on("connect", onConnect);
-        stream?.on("close", onClose);
-      });
     } catch (err) {
-      clearTimeout(timer);
-      destroyBus(bus);
-      // Keep swallowing late errors of the abandoned connection.
-      bus.on("error", () => {});
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      if (onError) bus.removeListener("error", onError);
-      if (onConnect) bus.removeListener("connect", onConnect);
-      if (onClose) stream?.removeListener("close", onClose);
+      throw new AdminUnreachableError(address, errorText(err), { cause: err });
     }
-    const client = new AdminClient(address, bus, callTimeoutMs);
-    client.#watch(stream);
-    return client;
   }
 
   /** True once the connection is closed or lost; every call then rejects. */
@@ -246,27 +160,13 @@ export class AdminClient {
     return this.#closed !== null;
   }
 
-  #watch(stream: Emitter | undefined): void {
-    this.#bus.on(
-      "error",
-      (err: unknown) => this.#lost(`connection error: ${describeError(err)}`, err),
-    );
-    stream?.on("close", () => this.#lost("connection closed"));
-    stream?.on("end", () => this.#lost("connection closed by the bus"));
-    this.#bus.on("message", (msg: DbusMessage) => this.#onMessage(msg));
-  }
-
-  #lost(what: string, cause?: unknown): void {
+  #lost(reason: string): void {
     if (this.#closed) return;
     const err = new AdminUnreachableError(
       this.address,
-      `lost the companion bus ${this.address}: ${what}`,
-      { cause },
+      `lost the companion bus ${this.address}: ${reason}`,
     );
     this.#closed = err;
-    for (const p of [...this.#pending]) p.reject(err);
-    this.#pending.clear();
-    destroyBus(this.#bus);
     for (const cb of [...this.#closeListeners]) {
       try {
         cb(err);
@@ -276,9 +176,9 @@ export class AdminClient {
     }
   }
 
-  #onMessage(msg: DbusMessage): void {
+  #onMessage(msg: Message): void {
     if (
-      msg.type !== SIGNAL || msg.interface !== ADMIN_IFACE ||
+      msg.type !== MessageType.SIGNAL || msg.interface !== ADMIN_IFACE ||
       msg.path !== ADMIN_PATH ||
       msg.member !== "Changed" || msg.signature !== "ss"
     ) return;
@@ -293,88 +193,58 @@ export class AdminClient {
   }
 
   /**
-   * Calls `member` of the admin interface with its own timeout.
+   * Calls `member` of the admin interface (with the connection's per-call timeout) and checks
+   * the reply's signature.
    *
    * @param member one of {@link ADMIN_MEMBERS}
    * @param body arguments matching the member's `in` signature
-   * @param timeoutMs per-call timeout, ms
    * @returns the reply body
    */
-  async #call(
-    member: keyof typeof ADMIN_MEMBERS,
-    body: unknown[],
-    timeoutMs = this.#callTimeoutMs,
-  ): Promise<unknown[]> {
+  async #call(member: keyof typeof ADMIN_MEMBERS, body: unknown[]): Promise<unknown[]> {
     if (this.#closed) throw this.#closed;
-    const msg = new dbus.Message({
-      destination: ADMIN_NAME,
-      path: ADMIN_PATH,
-      interface: ADMIN_IFACE,
-      member,
-      signature: ADMIN_MEMBERS[member].in,
-      body,
-    });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let pending: Pending | undefined;
     try {
-      const reply = await new Promise<DbusMessage | null>((resolve, reject) => {
-        pending = { reject };
-        this.#pending.add(pending);
-        timer = setTimeout(() => {
-          // dbus-next keeps a reply handler per serial forever; drop ours so it cannot leak.
-          const handlers = (this.#bus as unknown as BusInternals)._methodReturnHandlers;
-          if (handlers && typeof msg.serial === "number") {
-            delete handlers[msg.serial];
-          }
-          reject(
-            new AdminUnreachableError(
-              this.address,
-              `${member}: the daemon did not answer within ${timeoutMs} ms`,
-            ),
-          );
-        }, timeoutMs);
-        this.#bus.call(msg).then(resolve, reject);
-      });
-      const expected = ADMIN_MEMBERS[member].out;
-      if ((reply?.signature ?? "") !== expected) {
-        throw new AdminError(
-          BAD_REPLY_ERROR,
-          `${member}: reply signature "${reply?.signature ?? ""}", expected "${expected}"`,
-        );
-      }
-      return reply?.body ?? [];
+      return await this.#bus.call({
+        destination: ADMIN_NAME,
+        path: ADMIN_PATH,
+        interface: ADMIN_IFACE,
+        member,
+        signature: ADMIN_MEMBERS[member].in,
+        body,
+      }, { replySignature: ADMIN_MEMBERS[member].out });
     } catch (err) {
-      throw this.#mapError(member, err);
-    } finally {
-      clearTimeout(timer);
-      if (pending) this.#pending.delete(pending);
+      throw this.#mapError(member, err, "the daemon");
     }
   }
 
-  #mapError(member: string, err: unknown): Error {
-    if (err instanceof AdminError || err instanceof AdminUnreachableError) {
-      return err;
+  /** Maps {@link Bus.call}'s errors to this module's two error classes. */
+  #mapError(member: string, err: unknown, peer: string): Error {
+    if (err instanceof BadReplyError) {
+      return new AdminError(
+        BAD_REPLY_ERROR,
+        `${member}: reply signature "${err.actual}", expected "${err.expected}"`,
+      );
     }
-    if (err instanceof dbus.DBusError) {
-      const name = (err as { type: string }).type;
-      const text = (err as { text?: string }).text ?? "";
-      if (UNREACHABLE_DBUS_ERRORS.has(name)) {
+    if (err instanceof DBusCallError) {
+      if (UNREACHABLE_DBUS_ERRORS.has(err.dbusName)) {
         return new AdminUnreachableError(
           this.address,
-          `${member}: no daemon answering on ${this.address} (${name}: ${text})`,
-          {
-            cause: err,
-          },
+          `${member}: no daemon answering on ${this.address} (${err.message})`,
+          { cause: err },
         );
       }
-      return new AdminError(name, text);
+      return new AdminError(err.dbusName, err.text);
     }
     if (this.#closed) return this.#closed;
-    return new AdminUnreachableError(
-      this.address,
-      `${member}: ${describeError(err)}`,
-      { cause: err },
-    );
+    if (err instanceof CallTimeoutError) {
+      return new AdminUnreachableError(
+        this.address,
+        `${member}: ${peer} did not answer within ${err.timeoutMs} ms`,
+        { cause: err },
+      );
+    }
+    return new AdminUnreachableError(this.address, `${member}: ${errorText(err)}`, {
+      cause: err,
+    });
   }
 
   async #callJson(
@@ -463,7 +333,9 @@ export class AdminClient {
     if (this.#closed) throw this.#closed;
     this.#changedListeners.add(cb);
     try {
-      this.#matchAdded ??= this.#addMatch();
+      this.#matchAdded ??= this.#bus.addMatch(CHANGED_MATCH).catch((err) => {
+        throw this.#mapError("AddMatch", err, "the bus");
+      });
       await this.#matchAdded;
     } catch (err) {
       this.#matchAdded = null;
@@ -471,41 +343,6 @@ export class AdminClient {
       throw err;
     }
     return () => this.#changedListeners.delete(cb);
-  }
-
-  async #addMatch(): Promise<void> {
-    const msg = new dbus.Message({
-      destination: "org.freedesktop.DBus",
-      path: "/org/freedesktop/DBus",
-      interface: "org.freedesktop.DBus",
-      member: "AddMatch",
-      signature: "s",
-      body: [CHANGED_MATCH],
-    });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const pending: Pending = { reject: () => {} };
-    try {
-      await new Promise<unknown>((resolve, reject) => {
-        pending.reject = reject;
-        this.#pending.add(pending);
-        timer = setTimeout(
-          () =>
-            reject(
-              new AdminUnreachableError(
-                this.address,
-                "AddMatch: the bus did not answer",
-              ),
-            ),
-          this.#callTimeoutMs,
-        );
-        this.#bus.call(msg).then(resolve, reject);
-      });
-    } catch (err) {
-      throw this.#mapError("AddMatch", err);
-    } finally {
-      clearTimeout(timer);
-      this.#pending.delete(pending);
-    }
   }
 
   /**
@@ -523,19 +360,7 @@ export class AdminClient {
     if (this.#closed) return;
     this.#closeListeners.clear();
     this.#lost("closed by the client");
-  }
-}
-
-function destroyBus(bus: Bus): void {
-  try {
-    bus.disconnect();
-  } catch {
-    // already gone
-  }
-  try {
-    (bus as unknown as BusInternals)._connection?.stream?.destroy?.();
-  } catch {
-    // already gone
+    this.#bus.close();
   }
 }
 

@@ -7,6 +7,10 @@
  * calls when the connection dies, and leaks match rules through its proxy objects. Everything
  * here uses the low-level message API instead.
  *
+ * Permissions: `--allow-sys=uid` (the EXTERNAL authentication sends our uid) and, for a
+ * `unix:path=<sock>` bus, `--allow-read=<sock> --allow-write=<sock> --allow-net=unix:<sock>`.
+ * {@link Bus.connect} checks them up front and names the missing flags.
+ *
  * @module
  */
 
@@ -46,10 +50,27 @@ export class BusUnavailableError extends Error {
   }
 }
 
+/** A call got no reply within its timeout (the connection itself may still be fine). */
+export class CallTimeoutError extends BusUnavailableError {
+  /** The timeout that passed, in milliseconds. */
+  readonly timeoutMs: number;
+  /**
+   * @param message what timed out, naming the call
+   * @param timeoutMs the timeout that passed
+   */
+  constructor(message: string, timeoutMs: number) {
+    super(message);
+    this.name = "CallTimeoutError";
+    this.timeoutMs = timeoutMs;
+  }
+}
+
 /** A D-Bus error reply: `dbusName` is the error name (e.g. `org.freedesktop.DBus.Error.AccessDenied`). */
 export class DBusCallError extends Error {
   /** The D-Bus error name. */
   readonly dbusName: string;
+  /** The error text from the reply (raw: escape before display); may be empty. */
+  readonly text: string;
   /**
    * @param dbusName the error name from the reply
    * @param text the error message from the reply
@@ -58,6 +79,26 @@ export class DBusCallError extends Error {
     super(text ? `${dbusName}: ${text}` : dbusName);
     this.name = "DBusCallError";
     this.dbusName = dbusName;
+    this.text = text;
+  }
+}
+
+/** A method return whose signature is not the one the caller expected (see `replySignature`). */
+export class BadReplyError extends Error {
+  /** The signature the caller expected. */
+  readonly expected: string;
+  /** The signature the reply had (empty for no out-arguments). */
+  readonly actual: string;
+  /**
+   * @param what the call, for the message
+   * @param expected the expected reply signature
+   * @param actual the reply's signature
+   */
+  constructor(what: string, expected: string, actual: string) {
+    super(`${what}: reply signature "${actual}", expected "${expected}"`);
+    this.name = "BadReplyError";
+    this.expected = expected;
+    this.actual = actual;
   }
 }
 
@@ -72,85 +113,133 @@ export interface CallSpec {
   body?: unknown[];
 }
 
+/** Options of {@link Bus.connect}. */
+export interface ConnectOptions {
+  /** Time allowed to connect and authenticate, ms (default {@link DEFAULT_CONNECT_TIMEOUT_MS}). */
+  timeoutMs?: number;
+  /** Default timeout of each call, ms (default {@link DEFAULT_CALL_TIMEOUT_MS}). */
+  callTimeoutMs?: number;
+}
+
+/** Options of one call ({@link Bus.call}, {@link Bus.callBus}, {@link Bus.addMatch}). */
+export interface CallOptions {
+  /** Time allowed for the reply, ms (default: the connection's `callTimeoutMs`). */
+  timeoutMs?: number;
+  /**
+   * The reply's expected D-Bus signature (`""` for no out-arguments). When given, a reply with
+   * another signature is rejected with {@link BadReplyError}; when left out, any reply is returned.
+   */
+  replySignature?: string;
+}
+
+// The parts of dbus-next's internals this module relies on (not in its type declarations).
+interface Emitter {
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  removeListener(event: string, listener: (...args: unknown[]) => void): unknown;
+}
+interface RawInternals {
+  _connection: Emitter & {
+    stream?: Emitter & { destroySoon?: () => void; destroy?: () => void };
+  };
+  _methodReturnHandlers: Record<number, unknown>;
+}
+
 /** An open connection plus the state needed to notice its end. */
 export class Bus {
   /** The underlying dbus-next bus (for `addMethodHandler`, `send`, `on("message")`). */
   readonly raw: MessageBus;
   /** The address this connection was made to. */
   readonly address: string;
+  /** Default timeout of each call on this connection, in milliseconds. */
+  readonly callTimeoutMs: number;
   #closed = false;
   #closeListeners: ((reason: string) => void)[] = [];
   #pending = new Set<(err: Error) => void>();
 
-  private constructor(raw: MessageBus, address: string) {
+  private constructor(raw: MessageBus, address: string, callTimeoutMs: number) {
     this.raw = raw;
     this.address = address;
-    const conn = (raw as unknown as { _connection: { on(e: string, f: () => void): void } })
-      ._connection;
+    this.callTimeoutMs = callTimeoutMs;
+    const conn = (raw as unknown as RawInternals)._connection;
     conn.on("end", () => this.#markClosed("the bus closed the connection"));
+    conn.stream?.on("close", () => this.#markClosed("connection closed"));
+    // Also keeps swallowing late errors of a connection that failed its handshake.
     raw.on("error", (err: unknown) => this.#markClosed(`bus error: ${errorText(err)}`));
   }
 
   /**
-   * Connects to a bus and completes the `Hello` handshake.
+   * Connects to a bus and completes the `Hello` handshake. First checks the Deno permissions
+   * the handshake needs (see {@link missingBusPermissions}; a missing one would otherwise hang
+   * the handshake or crash the process) and, for a `unix:path=` address, that the socket exists.
    *
    * @param address a D-Bus address such as `unix:path=/run/dbus/system_bus_socket`
-   * @param options `timeoutMs` for the whole handshake (default 5000)
-   * @throws {BusUnavailableError} when the socket is missing, authentication fails, a Deno
-   *   permission is missing (dbus-next would otherwise hang), or the timeout passes
+   * @param options `timeoutMs` for the whole handshake, `callTimeoutMs` the default per call
+   * @throws {BusUnavailableError} when a Deno permission is missing (the message names the flags),
+   *   the address is malformed, the socket is missing, authentication fails, the connection
+   *   closes, or the timeout passes; the message always starts `cannot connect to <address>: `
    */
-  static async connect(
-    address: string,
-    options: { timeoutMs?: number } = {},
-  ): Promise<Bus> {
+  static async connect(address: string, options: ConnectOptions = {}): Promise<Bus> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const cannot = (why: string, cause?: unknown) =>
+      new BusUnavailableError(
+        `cannot connect to ${address}: ${why}`,
+        cause === undefined ? undefined : { cause },
+      );
+    const missing = missingBusPermissions(address);
+    if (missing.length > 0) {
+      throw cannot(
+        `missing Deno permission ${missing.join(" ")} (D-Bus authentication needs ` +
+          `--allow-sys=uid; a unix socket needs read, write and net unix: access to its path)`,
+      );
+    }
     const path = unixSocketPath(address);
     if (path !== null) {
       try {
         const info = await Deno.stat(path);
-        if (!info.isSocket) throw new Error("not a socket");
+        if (!info.isSocket) throw new Error(`${path} is not a socket`);
       } catch (err) {
-        throw new BusUnavailableError(
-          `cannot reach the bus at ${address}: ${errorText(err)}`,
-          { cause: err },
-        );
+        // Lead with the errno name (ENOENT, EACCES...) as Node's socket errors do.
+        const code = (err as { code?: unknown }).code;
+        throw cannot(typeof code === "string" ? `${code}: ${errorText(err)}` : errorText(err), err);
       }
     }
     let raw: MessageBus;
     try {
       raw = dbus.sessionBus({ busAddress: address });
     } catch (err) {
-      throw new BusUnavailableError(`cannot connect to ${address}: ${errorText(err)}`, {
-        cause: err,
-      });
+      // Malformed address or unknown transport.
+      throw cannot(errorText(err), err);
     }
-    const bus = new Bus(raw, address);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let onConnect: (() => void) | undefined;
+    let onError: ((err: unknown) => void) | undefined;
+    const handshake = new Promise<void>((resolve, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(cannot(
+            `no answer within ${timeoutMs} ms (dead socket, not a D-Bus bus, or a missing permission)`,
+          )),
+        timeoutMs,
+      );
+      onConnect = () => resolve();
+      // Registered before the Bus's own listeners so the error, not the close, is reported.
+      onError = (err: unknown) => reject(cannot(errorText(err), err));
+      raw.on("connect", onConnect);
+      raw.on("error", onError);
+    });
+    const bus = new Bus(raw, address, options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
     try {
-      await new Promise<void>((resolve, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new BusUnavailableError(
-                `no answer from the bus at ${address} within ${timeoutMs} ms ` +
-                  `(a missing permission or a dead bus)`,
-              ),
-            ),
-          timeoutMs,
-        );
-        raw.on("connect", () => resolve());
-        raw.on("error", (err: unknown) =>
-          reject(
-            new BusUnavailableError(`cannot connect to ${address}: ${errorText(err)}`, {
-              cause: err,
-            }),
-          ));
-      });
+      await Promise.race([
+        handshake,
+        new Promise<never>((_, reject) => bus.onClose((why) => reject(cannot(why)))),
+      ]);
     } catch (err) {
       bus.close();
       throw err;
     } finally {
       clearTimeout(timer);
+      if (onConnect) raw.removeListener("connect", onConnect);
+      if (onError) raw.removeListener("error", onError);
     }
     return bus;
   }
@@ -172,17 +261,22 @@ export class Bus {
   }
 
   /**
-   * Calls a method and waits for its reply.
+   * Calls a method and waits for its reply. On timeout the reply handler is forgotten, so a
+   * late reply is dropped; when the connection ends, the call rejects at once.
    *
+   * @param spec the call
+   * @param options `timeoutMs` (default {@link Bus.callTimeoutMs}), `replySignature` to check
    * @returns the reply body (empty array for no out-arguments)
    * @throws {DBusCallError} for an error reply
-   * @throws {BusUnavailableError} on timeout or when the connection is gone
+   * @throws {BadReplyError} when `replySignature` is given and the reply has another signature
+   * @throws {CallTimeoutError} (a {@link BusUnavailableError}) when no reply comes in time
+   * @throws {BusUnavailableError} when the connection is gone or ends before the reply
    */
-  async call(spec: CallSpec, options: { timeoutMs?: number } = {}): Promise<unknown[]> {
+  async call(spec: CallSpec, options: CallOptions = {}): Promise<unknown[]> {
     if (this.#closed) {
       throw new BusUnavailableError(`connection to ${this.address} is closed`);
     }
-    const timeoutMs = options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+    const timeoutMs = options.timeoutMs ?? this.callTimeoutMs;
     const msg = new DBusMessage({
       destination: spec.destination,
       path: spec.path,
@@ -201,21 +295,27 @@ export class Bus {
           abort = reject;
           this.#pending.add(reject);
           timer = setTimeout(
-            () => reject(new BusUnavailableError(`${what}: no reply within ${timeoutMs} ms`)),
+            () =>
+              reject(new CallTimeoutError(`${what}: no reply within ${timeoutMs} ms`, timeoutMs)),
             timeoutMs,
           );
         }),
       ]);
+      if (options.replySignature !== undefined) {
+        const actual = reply?.signature ?? "";
+        if (actual !== options.replySignature) {
+          throw new BadReplyError(what, options.replySignature, actual);
+        }
+      }
       return reply?.body ?? [];
     } catch (err) {
       if (err instanceof DBusError) {
         throw new DBusCallError(err.type, String(err.text ?? ""));
       }
+      if (err instanceof BadReplyError) throw err;
       if (err instanceof BusUnavailableError) {
         // Forget the reply handler so a late reply does not leak memory.
-        const handlers = (this.raw as unknown as {
-          _methodReturnHandlers: Record<string, unknown>;
-        })._methodReturnHandlers;
+        const handlers = (this.raw as unknown as RawInternals)._methodReturnHandlers;
         if (msg.serial !== null) delete handlers[msg.serial];
         throw err;
       }
@@ -226,8 +326,20 @@ export class Bus {
     }
   }
 
-  /** Calls a method on the bus daemon itself (`org.freedesktop.DBus`). */
-  callBus(member: string, signature = "", body: unknown[] = []): Promise<unknown[]> {
+  /**
+   * Calls a method on the bus daemon itself (`org.freedesktop.DBus`); errors as {@link call}.
+   *
+   * @param member e.g. `GetNameOwner`
+   * @param signature D-Bus type signature of `body`
+   * @param body the arguments
+   * @param options as for {@link call}
+   */
+  callBus(
+    member: string,
+    signature = "",
+    body: unknown[] = [],
+    options: CallOptions = {},
+  ): Promise<unknown[]> {
     return this.call({
       destination: "org.freedesktop.DBus",
       path: "/org/freedesktop/DBus",
@@ -235,12 +347,18 @@ export class Bus {
       member,
       signature,
       body,
-    });
+    }, options);
   }
 
-  /** Adds a match rule once (D-Bus spec "Match Rules"); never removed for the connection's life. */
-  async addMatch(rule: string): Promise<void> {
-    await this.callBus("AddMatch", "s", [rule]);
+  /**
+   * Adds a match rule once (D-Bus spec "Match Rules"); never removed for the connection's life.
+   * Errors as {@link call}.
+   *
+   * @param rule e.g. `type='signal',sender='org.example',member='Changed'`
+   * @param options `timeoutMs` as for {@link call}
+   */
+  async addMatch(rule: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    await this.callBus("AddMatch", "s", [rule], { timeoutMs: options.timeoutMs });
   }
 
   /**
@@ -321,7 +439,10 @@ export class Bus {
     } catch { /* the connection is gone */ }
   }
 
-  /** Ends the connection. Pending calls fail with {@link BusUnavailableError}. */
+  /**
+   * Ends the connection (already written messages are still flushed). Pending calls fail with
+   * {@link BusUnavailableError}; {@link onClose} listeners run.
+   */
   close(): void {
     if (!this.#closed) {
       try {
@@ -334,6 +455,13 @@ export class Bus {
   #markClosed(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Release the socket: flush what is written, then destroy (a half-closed or never
+    // authenticated stream would otherwise stay open).
+    try {
+      const stream = (this.raw as unknown as RawInternals)._connection.stream;
+      if (stream?.destroySoon) stream.destroySoon();
+      else stream?.destroy?.();
+    } catch { /* already gone */ }
     const err = new BusUnavailableError(`connection to ${this.address} ended: ${reason}`);
     for (const reject of this.#pending) reject(err);
     this.#pending.clear();
@@ -365,6 +493,35 @@ export async function peerCredentials(bus: Bus, uniqueName: string): Promise<Pee
     pid = Number(p);
   } catch { /* some buses cannot tell */ }
   return { uid: Number(uid), pid };
+}
+
+/**
+ * The Deno permission flags that connecting to `address` needs and this process lacks (empty
+ * when all are granted): `--allow-sys=uid` for the EXTERNAL authentication, and for a
+ * `unix:path=<sock>` address `--allow-read=<sock>`, `--allow-write=<sock>` and
+ * `--allow-net=unix:<sock>`. Only a granted permission counts (no prompting).
+ *
+ * @param address a D-Bus server address
+ */
+export function missingBusPermissions(address: string): string[] {
+  const needed: [Deno.PermissionDescriptor, string][] = [
+    [{ name: "sys", kind: "uid" }, "--allow-sys=uid"],
+  ];
+  const path = unixSocketPath(address);
+  if (path !== null) {
+    needed.push(
+      [{ name: "read", path }, `--allow-read=${path}`],
+      [{ name: "write", path }, `--allow-write=${path}`],
+      [{ name: "net", host: `unix:${path}` }, `--allow-net=unix:${path}`],
+    );
+  }
+  return needed.filter(([descriptor]) => {
+    try {
+      return Deno.permissions.querySync(descriptor).state !== "granted";
+    } catch {
+      return false; // a descriptor this Deno cannot query: let the connection attempt tell
+    }
+  }).map(([, flag]) => flag);
 }
 
 /**

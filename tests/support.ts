@@ -1,13 +1,12 @@
 /**
- * Test support: command helpers and an approver that plays the human through the real admin
- * client. The signing stack itself lives in `dev/harness.ts` (shared with the demo and benches).
+ * Test support: command helpers. The signing stack and the approver that plays the human live in
+ * `dev/harness.ts` (shared with the demo and the benchmarks).
  *
  * @module
  */
 
 import type { AdminClient } from "../lib/admin_client.ts";
-import type { RequestView } from "../lib/protocol.ts";
-export { type SignStack, signStack } from "../dev/harness.ts";
+export { Approver, type Decide, type SignStack, signStack } from "../dev/harness.ts";
 
 /** True when the tests run as root (real-user tests need it). */
 export const IS_ROOT = Deno.uid() === 0;
@@ -41,54 +40,6 @@ export async function exec(
     stderr: new TextDecoder().decode(out.stderr),
     stdoutBytes: out.stdout,
   };
-}
-
-/** The human's decision for one request; null leaves it pending. */
-export type Decide = (view: RequestView) => "approve" | "deny" | null;
-
-/**
- * Plays the human: polls the pending list through the real admin client and decides each new
- * request with `decide`, approving with the digest of the view it looked at.
- */
-export class Approver {
-  /** Every request seen, in order. */
-  readonly seen: RequestView[] = [];
-  #admin: AdminClient;
-  #decide: Decide;
-  #stop = false;
-  #loop: Promise<void>;
-
-  /**
-   * @param admin a connected admin client
-   * @param decide the decision for each request
-   */
-  constructor(admin: AdminClient, decide: Decide) {
-    this.#admin = admin;
-    this.#decide = decide;
-    this.#loop = this.#run();
-  }
-
-  async #run(): Promise<void> {
-    const handled = new Set<string>();
-    while (!this.#stop) {
-      for (const view of await this.#admin.list()) {
-        if (handled.has(view.id)) continue;
-        const d = this.#decide(view);
-        if (d === null) continue;
-        handled.add(view.id);
-        this.seen.push(view);
-        if (d === "approve") await this.#admin.approve(view.id, view.digest);
-        else await this.#admin.deny(view.id, "test says no");
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
-  /** Stops polling. */
-  async stop(): Promise<void> {
-    this.#stop = true;
-    await this.#loop;
-  }
 }
 
 /** Waits until the admin's history has an entry for `id` with `event`, and returns it. */

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { summarize as summarizeContent } from "../lib/payload.ts";
 import { escapeLine, escapeMultiline } from "../lib/sanitize.ts";
 import {
   type Header,
@@ -88,17 +89,10 @@ export function formatIdent(ident: Ident | null | undefined): string {
 export function summarize(view: RequestView): string {
   const c = view.sign?.content;
   if (!c) return escapeLine(view.message ?? "");
-  switch (c.type) {
-    case "commit":
-      return escapeLine(String(c.subject));
-    case "tag":
-      return `tag ${escapeLine(String(c.tag))}: ${escapeLine(String(c.subject))}`;
-    case "push": {
-      const n = Array.isArray(c.updates) ? c.updates.length : 0;
-      return `push ${n} ref${n === 1 ? "" : "s"} to ${escapeLine(String(c.pushee))}`;
-    }
-    default:
-      return "(unknown content)";
+  try {
+    return escapeLine(summarizeContent(c));
+  } catch {
+    return "(unknown content)";
   }
 }
 

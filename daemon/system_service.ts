@@ -9,7 +9,14 @@
  */
 
 import { Buffer } from "node:buffer";
-import { type Bus, type Message, MessageType, peerCredentials, Variant } from "../lib/dbus.ts";
+import {
+  type Bus,
+  type Message,
+  MessageType,
+  nameOwnerChangedRule,
+  peerCredentials,
+  Variant,
+} from "../lib/dbus.ts";
 import {
   DISPATCHER_IFACE,
   DISPATCHER_PATH,
@@ -114,13 +121,13 @@ export class DispatcherService {
     }
     if (c.message) result.message = new Variant("s", c.message);
     try {
-      this.#bus.sendUnicastSignal(requester, {
+      this.#bus.sendSignal({
         path: requestPath(id),
         interface: REQUEST_IFACE,
         member: "Completed",
         signature: "sa{sv}",
         body: [c.outcome, result],
-      });
+      }, { destination: requester });
     } catch (err) {
       this.#opts.log(`cannot send Completed for ${id.slice(0, 8)}: ${err}`);
     }
@@ -233,10 +240,7 @@ export class DispatcherService {
   async #watch(name: string): Promise<void> {
     if (this.#watched.has(name)) return;
     this.#watched.add(name);
-    await this.#bus.addMatch(
-      `type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',` +
-        `member='NameOwnerChanged',arg0='${name}'`,
-    );
+    await this.#bus.addMatch(nameOwnerChangedRule(name));
     // It may have left before the rule was in place.
     try {
       await this.#bus.callBus("GetNameOwner", "s", [name]);
@@ -248,14 +252,7 @@ export class DispatcherService {
   #unwatchIfIdle(name: string): void {
     if (!this.#watched.has(name) || this.#manager.hasOpen(name)) return;
     this.#watched.delete(name);
-    this.#bus.callBus(
-      "RemoveMatch",
-      "s",
-      [
-        `type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',` +
-        `member='NameOwnerChanged',arg0='${name}'`,
-      ],
-    ).catch(() => {});
+    this.#bus.callBus("RemoveMatch", "s", [nameOwnerChangedRule(name)]).catch(() => {});
   }
 
   #onSignal(msg: Message): void {

@@ -43,6 +43,18 @@ function busFlags(sockets: string[]): { read: string[]; write: string[]; net: st
   return { read: sockets, write: sockets, net: sockets.map((s) => `unix:${s}`) };
 }
 
+/** Flags of an admin client: the companion bus socket only. */
+function companionClientFlags(p: Paths, env: string[]): string[] {
+  const bus = busFlags([p.companionBusSocket]);
+  return [
+    `--allow-env=${list(env)}`,
+    `--allow-read=${list(bus.read)}`,
+    `--allow-write=${list(bus.write)}`,
+    `--allow-net=${list(bus.net)}`,
+    "--allow-sys=uid",
+  ];
+}
+
 /** The table. */
 export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
   daemon: {
@@ -91,14 +103,7 @@ export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
     description: "the trusted console (companion user, on its VT): shows and decides requests",
     env: ["SD_COMPANION_BUS_ADDRESS"],
     flags(p) {
-      const bus = busFlags([p.companionBusSocket]);
-      return [
-        `--allow-env=${list(this.env)}`,
-        `--allow-read=${list(bus.read)}`,
-        `--allow-write=${list(bus.write)}`,
-        `--allow-net=${list(bus.net)}`,
-        "--allow-sys=uid",
-      ];
+      return companionClientFlags(p, this.env);
     },
   },
   ctl: {
@@ -106,14 +111,7 @@ export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
     description: "admin CLI (companion user): list, show, approve, deny, history",
     env: ["SD_COMPANION_BUS_ADDRESS"],
     flags(p) {
-      const bus = busFlags([p.companionBusSocket]);
-      return [
-        `--allow-env=${list(this.env)}`,
-        `--allow-read=${list(bus.read)}`,
-        `--allow-write=${list(bus.write)}`,
-        `--allow-net=${list(bus.net)}`,
-        "--allow-sys=uid",
-      ];
+      return companionClientFlags(p, this.env);
     },
   },
 };

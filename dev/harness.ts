@@ -30,15 +30,22 @@ export interface GnupgHome {
   uid: string;
 }
 
-/** Runs a command to completion; throws with its stderr when it fails. */
-export async function run(
+/** Runs a command and returns its exit code and output (never throws on failure). */
+export async function exec(
   cmd: string,
   args: string[],
-  options: { env?: Record<string, string>; cwd?: string; stdin?: Uint8Array | string } = {},
-): Promise<{ stdout: string; stderr: string }> {
+  options: {
+    env?: Record<string, string>;
+    /** Keep the parent's environment under `env` (default: only `env` when given). */
+    inheritEnv?: boolean;
+    cwd?: string;
+    stdin?: Uint8Array | string;
+  } = {},
+): Promise<{ code: number; stdout: string; stderr: string; stdoutBytes: Uint8Array }> {
   const child = new Deno.Command(cmd, {
     args,
     env: options.env,
+    clearEnv: options.env !== undefined && !options.inheritEnv,
     cwd: options.cwd,
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
@@ -49,15 +56,28 @@ export async function run(
     await w.write(
       typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin,
     );
-    await w.close();
+    await w.close().catch(() => {});
   }
   const out = await child.output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  const stderr = new TextDecoder().decode(out.stderr);
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")} failed (${out.code}): ${stderr.trim()}`);
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+    stdoutBytes: out.stdout,
+  };
+}
+
+/** Runs a command to completion; throws with its stderr when it fails. */
+export async function run(
+  cmd: string,
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; stdin?: Uint8Array | string } = {},
+): Promise<{ stdout: string; stderr: string }> {
+  const r = await exec(cmd, args, { ...options, inheritEnv: true });
+  if (r.code !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
   }
-  return { stdout, stderr };
+  return r;
 }
 
 let cachedDenoDir: string | undefined;

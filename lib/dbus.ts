@@ -144,6 +144,16 @@ interface RawInternals {
   _methodReturnHandlers: Record<number, unknown>;
 }
 
+/** A signal to send: header fields and body. */
+export interface SignalSpec {
+  path: string;
+  interface: string;
+  member: string;
+  /** D-Bus type signature of `body`; empty for none. */
+  signature?: string;
+  body?: unknown[];
+}
+
 /** An open connection plus the state needed to notice its end. */
 export class Bus {
   /** The underlying dbus-next bus (for `addMethodHandler`, `send`, `on("message")`). */
@@ -379,19 +389,10 @@ export class Bus {
   }
 
   /**
-   * Sends a signal to one connection only (the destination header is set, so the bus delivers
-   * it to that connection and nobody else, whatever their match rules).
+   * Sends a signal. With `destination` set the bus delivers it to that connection only, whatever
+   * the match rules of others (a unicast signal); without it, to every matching connection.
    */
-  sendUnicastSignal(
-    destination: string,
-    signal: {
-      path: string;
-      interface: string;
-      member: string;
-      signature?: string;
-      body?: unknown[];
-    },
-  ): void {
+  sendSignal(signal: SignalSpec, options: { destination?: string } = {}): void {
     const msg = DBusMessage.newSignal(
       signal.path,
       signal.interface,
@@ -399,29 +400,8 @@ export class Bus {
       signal.signature ?? "",
       signal.body ?? [],
     );
-    msg.destination = destination;
+    if (options.destination) msg.destination = options.destination;
     this.raw.send(msg);
-  }
-
-  /** Broadcasts a signal to every connection with a matching rule. */
-  sendSignal(
-    signal: {
-      path: string;
-      interface: string;
-      member: string;
-      signature?: string;
-      body?: unknown[];
-    },
-  ): void {
-    this.raw.send(
-      DBusMessage.newSignal(
-        signal.path,
-        signal.interface,
-        signal.member,
-        signal.signature ?? "",
-        signal.body ?? [],
-      ),
-    );
   }
 
   /** Sends the method return for `call`. Never throws: a vanished connection is ignored. */
@@ -471,6 +451,15 @@ export class Bus {
       } catch { /* listeners must not break each other */ }
     }
   }
+}
+
+/**
+ * The match rule for `NameOwnerChanged` of one name (D-Bus specification, "Match Rules"):
+ * what a client adds to learn that a peer left the bus.
+ */
+export function nameOwnerChangedRule(name: string): string {
+  return `type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',` +
+    `member='NameOwnerChanged',arg0='${name}'`;
 }
 
 /** Credentials of a peer connection as the bus daemon reports them. */

@@ -7,7 +7,14 @@
  */
 
 import { Buffer } from "node:buffer";
-import { Bus, BusUnavailableError, DBusCallError, type Message, MessageType } from "./dbus.ts";
+import {
+  Bus,
+  BusUnavailableError,
+  DBusCallError,
+  type Message,
+  MessageType,
+  nameOwnerChangedRule,
+} from "./dbus.ts";
 import {
   DISPATCHER_IFACE,
   DISPATCHER_PATH,
@@ -96,10 +103,7 @@ export class DispatcherClient {
       reject(new BusUnavailableError(`the system bus connection ended (${why})`))
     );
     try {
-      await bus.addMatch(
-        `type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',` +
-          `member='NameOwnerChanged',arg0='${name}'`,
-      );
+      await bus.addMatch(nameOwnerChangedRule(name));
       const [owner] = await bus.callBus("GetNameOwner", "s", [name]);
       client = new DispatcherClient(bus, name, String(owner), gone);
       return client;

@@ -5,9 +5,38 @@
  */
 
 import assert from "node:assert/strict";
-import { Approver, exec, signStack, waitForHistory } from "./support.ts";
+import { Approver, exec, type SignStack, signStack, waitForHistory } from "./support.ts";
 
 const approveAll = () => "approve" as const;
+
+/** Starts the signer on a small payload and waits until its request is pending. */
+async function pendingSigner(
+  s: SignStack,
+  repo: string,
+): Promise<{ child: Deno.ChildProcess; id: string }> {
+  const child = new Deno.Command(s.signer, {
+    args: ["--status-fd=2", "-bsau", s.key.fingerprint],
+    env: s.env,
+    clearEnv: true,
+    cwd: repo,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(
+    new TextEncoder().encode("tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nwait\n"),
+  );
+  await w.close();
+  let id = "";
+  const end = Date.now() + 10_000;
+  while (!id && Date.now() < end) {
+    id = (await s.admin.list())[0]?.id ?? "";
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.ok(id, "the request reached the daemon");
+  return { child, id };
+}
 
 Deno.test("approved git commit -S verifies, and the console saw the full context", async () => {
   const s = await signStack();
@@ -141,27 +170,7 @@ Deno.test("an interrupted signer cancels its request", async () => {
   const s = await signStack();
   try {
     const repo = await s.repo();
-    const child = new Deno.Command(s.signer, {
-      args: ["--status-fd=2", "-bsau", s.key.fingerprint],
-      env: s.env,
-      clearEnv: true,
-      cwd: repo,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(
-      new TextEncoder().encode("tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nwait\n"),
-    );
-    await w.close();
-    let id = "";
-    const end = Date.now() + 10_000;
-    while (!id && Date.now() < end) {
-      id = (await s.admin.list())[0]?.id ?? "";
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    assert.ok(id, "the request reached the daemon");
+    const { child, id } = await pendingSigner(s, repo);
     child.kill("SIGINT");
     const out = await child.output();
     assert.equal(out.code, 1);
@@ -177,27 +186,9 @@ Deno.test("a killed signer (disconnect) cancels its request", async () => {
   const s = await signStack();
   try {
     const repo = await s.repo();
-    const child = new Deno.Command(s.signer, {
-      args: ["--status-fd=2", "-bsau", s.key.fingerprint],
-      env: s.env,
-      clearEnv: true,
-      cwd: repo,
-      stdin: "piped",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode("tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nk\n"));
-    await w.close();
-    let id = "";
-    const end = Date.now() + 10_000;
-    while (!id && Date.now() < end) {
-      id = (await s.admin.list())[0]?.id ?? "";
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    assert.ok(id);
+    const { child, id } = await pendingSigner(s, repo);
     child.kill("SIGKILL");
-    await child.status;
+    await child.output();
     await waitForHistory(s.admin, (e) => e.id === id && e.event === "cancelled");
   } finally {
     await s.close();

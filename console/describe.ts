@@ -18,7 +18,7 @@ import {
   SHORT_ID_LENGTH,
   type SignContent,
 } from "../lib/protocol.ts";
-import { type Line, type Seg, seg, type Style } from "./text.ts";
+import { type Line, pushAll, type Seg, seg, type Style } from "./text.ts";
 
 /** Width of the label column in the detail view. */
 export const LABEL_WIDTH = 14;
@@ -146,7 +146,7 @@ function multiField(label: string, raw: string): Line[] {
 function headers(list: Header[] | undefined): Line[] {
   const out: Line[] = [];
   for (const h of list ?? []) {
-    out.push(...multiField(`Header ${escapeLine(String(h.key))}`, h.value));
+    pushAll(out, multiField(`Header ${escapeLine(String(h.key))}`, h.value));
   }
   return out;
 }
@@ -190,9 +190,9 @@ function contentLines(c: SignContent, size: number): Line[] {
           ? field("Encoding", "UTF-8 (default)")
           : field("Encoding", escapeLine(String(c.encoding)), "warn"),
       );
-      out.push(...headers(c.extraHeaders));
+      pushAll(out, headers(c.extraHeaders));
       out.push(field("Subject", escapeLine(String(c.subject))));
-      out.push(...bodyLines(c.body));
+      pushAll(out, bodyLines(c.body));
       break;
     }
     case "tag":
@@ -200,16 +200,16 @@ function contentLines(c: SignContent, size: number): Line[] {
       out.push(field("Object", escapeLine(String(c.object))));
       out.push(field("Object type", escapeLine(String(c.objectType))));
       out.push(field("Tagger", formatIdent(c.tagger)));
-      out.push(...headers(c.extraHeaders));
+      pushAll(out, headers(c.extraHeaders));
       out.push(field("Subject", escapeLine(String(c.subject))));
-      out.push(...bodyLines(c.body));
+      pushAll(out, bodyLines(c.body));
       break;
     case "push": {
       out.push(field("Pusher", formatIdent(c.pusher)));
       out.push(field("Pushee", escapeLine(String(c.pushee))));
       out.push(field("Nonce", escapeLine(String(c.nonce))));
       out.push(field("Version", escapeLine(String(c.version))));
-      out.push(...headers(c.extraHeaders));
+      pushAll(out, headers(c.extraHeaders));
       const updates = Array.isArray(c.updates) ? c.updates : [];
       out.push(field("Updates", `${updates.length}`));
       for (const u of updates) {
@@ -299,7 +299,7 @@ export function describeRequest(view: RequestView, now: number): Line[] {
   );
   out.push(field("Created", formatTime(view.createdAt)));
   out.push(field("Digest", `${shortDigest(view.digest)} (sha256 of what is shown)`));
-  if (view.message != null) out.push(...multiField("Message", view.message));
+  if (view.message != null) pushAll(out, multiField("Message", view.message));
   out.push(BLANK);
 
   const sign = view.sign;
@@ -318,7 +318,7 @@ export function describeRequest(view: RequestView, now: number): Line[] {
       out.push(field("Key error", escapeLine(String(sign.keyError)), "error"));
     }
     out.push(BLANK);
-    out.push(...contentLines(sign.content, sign.payloadSize));
+    pushAll(out, contentLines(sign.content, sign.payloadSize));
     out.push(BLANK);
   } else {
     out.push(text(`No further details for ${kind} requests.`, "dim"));
@@ -338,7 +338,7 @@ export function describeRequest(view: RequestView, now: number): Line[] {
       c?.exe != null ? "verified" : "dim",
     ),
   );
-  out.push(...cmdline(c?.cmdline));
+  pushAll(out, cmdline(c?.cmdline));
   out.push(field("Bus name", escapeLine(String(c?.busName ?? "?")), "verified"));
 
   if (sign) {

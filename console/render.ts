@@ -20,7 +20,7 @@ import {
   shortId,
   summarize,
 } from "./describe.ts";
-import { cell, padRow, type Seg, seg, toAnsi, wrapLine } from "./text.ts";
+import { cell, padRow, pushAll, type Seg, seg, toAnsi, wrapLine } from "./text.ts";
 import type { UiState } from "./state.ts";
 
 /** Terminal size in character cells. */
@@ -277,7 +277,7 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
     );
   } else if (state.screen === "history") {
     const { rows: body, pos } = historyBody(state, cols, bodyHeight);
-    out.push(...body);
+    pushAll(out, body);
     while (out.length < rows - 2) out.push(padRow([], cols));
     keys = keysRow(
       [["arrows/PgUp/PgDn", "scroll"], ["r", "reload"], ["Esc", "back"]],
@@ -285,7 +285,7 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
       cols,
     );
   } else {
-    out.push(...listBody(state, cols, bodyHeight));
+    pushAll(out, listBody(state, cols, bodyHeight));
     while (out.length < rows - 2) out.push(padRow([], cols));
     keys = keysRow(
       [

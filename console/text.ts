@@ -248,3 +248,11 @@ export function toAnsi(segs: Seg[], color = true): string {
   }
   return out;
 }
+
+/**
+ * Appends every item of `items` to `out`. Unlike `out.push(...items)` it does not pass the
+ * items as call arguments, so a 200 000-line commit body cannot overflow the stack.
+ */
+export function pushAll<T>(out: T[], items: readonly T[]): void {
+  for (const item of items) out.push(item);
+}

@@ -19,6 +19,12 @@ import {
 import type { HistorySink } from "./history.ts";
 import { RequestError, type RequestManager } from "./requests.ts";
 
+/**
+ * Largest admin reply, in UTF-16 code units of JSON; the companion bus allows 128 MiB messages
+ * (deploy/dbus.ts), and a code unit can take up to 3 bytes of UTF-8.
+ */
+const MAX_REPLY_CHARS = 40 * 1024 * 1024;
+
 /** Serves the admin interface. */
 export class AdminService {
   #bus: Bus;
@@ -105,8 +111,17 @@ export class AdminService {
 
   #call(member: keyof typeof ADMIN_MEMBERS, args: unknown[]): string | undefined {
     switch (member) {
-      case "List":
-        return JSON.stringify(this.#manager.list());
+      case "List": {
+        const json = JSON.stringify(this.#manager.list());
+        // The bus disconnects a sender whose message exceeds its limit: refuse instead.
+        if (json.length > MAX_REPLY_CHARS) {
+          throw new RequestError(
+            Errors.LimitExceeded,
+            "the pending requests are too large to list at once; deny some by id (ctl deny)",
+          );
+        }
+        return json;
+      }
       case "Get":
         return JSON.stringify(this.#manager.get(args[0] as string));
       case "Approve":

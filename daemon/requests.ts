@@ -75,7 +75,7 @@ export interface RequestManagerOptions {
   ttlMs?: number;
   /** Most pending requests one caller connection may have (default 16). */
   maxPendingPerCaller?: number;
-  /** Most pending requests in all (default 64). */
+  /** Most pending requests in all (default 32). */
   maxPending?: number;
   /** Called after any request is created or changes state. */
   onChanged?: (view: RequestView) => void;
@@ -107,7 +107,7 @@ export class RequestManager {
       clock: systemClock,
       ttlMs: DEFAULT_REQUEST_TTL_MS,
       maxPendingPerCaller: 16,
-      maxPending: 64,
+      maxPending: 32,
       ...options,
     };
   }
@@ -386,7 +386,7 @@ export class RequestManager {
       id: v.id,
       kind: v.kind,
       event,
-      summary: v.sign ? summarize(v.sign.content) : v.kind,
+      summary: capSummary(v.sign ? summarize(v.sign.content) : v.kind),
       callerUid: v.caller.uid,
       callerPid: v.caller.pid,
       digest: v.digest,
@@ -421,6 +421,13 @@ export function contentDigest(parts: {
   field("reported", JSON.stringify(parts.reported));
   field("caller", JSON.stringify(parts.caller));
   return h.digest("hex");
+}
+
+/** Longest summary kept in a history entry, in UTF-16 code units. */
+const SUMMARY_MAX = 200;
+
+function capSummary(s: string): string {
+  return s.length > SUMMARY_MAX ? `${s.slice(0, SUMMARY_MAX)}… (${s.length} chars)` : s;
 }
 
 function short(id: string): string {

@@ -87,6 +87,7 @@ export function companionBusConfig(options: { socket: string; user: string }): s
     <allow own="org.freedesktop.secrets"/>
   </policy>
   <limit name="max_connections_per_user">64</limit>
+  <limit name="max_message_size">134217728</limit>
 </busconfig>
 `;
 }

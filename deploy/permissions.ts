@@ -22,6 +22,8 @@ export interface Paths {
   gpg: string;
   /** The repository's git dir and, for linked worktrees, its common dir (signer only). */
   gitDirs: string[];
+  /** The FIFO through which the signer's notes reach the terminal (signer only). */
+  ttyNote?: string;
 }
 
 /** One row of the table. */
@@ -91,8 +93,8 @@ export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
       const bus = busFlags([p.systemBusSocket]);
       return [
         `--allow-env=${list(this.env)}`,
-        `--allow-read=${list([...bus.read, ...p.gitDirs])}`,
-        `--allow-write=${list([...bus.write, "/dev/tty"])}`,
+        `--allow-read=${list([...bus.read, ...p.gitDirs, ...(p.ttyNote ? [p.ttyNote] : [])])}`,
+        `--allow-write=${list([...bus.write, ...(p.ttyNote ? [p.ttyNote] : [])])}`,
         `--allow-net=${list(bus.net)}`,
         "--allow-sys=uid",
       ];
@@ -147,6 +149,7 @@ export const PLACEHOLDER_PATHS: Paths = {
   stateDir: "<state dir>",
   gpg: "/usr/bin/gpg",
   gitDirs: ["<git dir>", "<common git dir>"],
+  ttyNote: "<note FIFO>",
 };
 
 /** The permission table as Markdown, for the README (a test keeps the README in sync). */

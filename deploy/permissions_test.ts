@@ -15,13 +15,14 @@ Deno.test("the signer front script carries exactly the table's flags", async () 
       stateDir: "",
       gpg: "",
       gitDirs: ["$git_dir", "$common_dir"],
+      ttyNote: "$note",
     },
   });
   // In the script every permission flag and every path is double-quoted.
   const expected = args.map((a) => a.startsWith("--allow-") || a.includes("$") ? `"${a}"` : a);
-  const line = block.split("\n").find((l) => l.startsWith("exec "));
+  const line = block.split("\n").find((l) => l.startsWith('"${SD_DENO:-deno}" '));
   assert.ok(line);
-  const words = line.replace(/^exec "\$\{SD_DENO:-deno\}" /, "").replace(/ \\$/, "").split(" ");
+  const words = line.replace(/^"\$\{SD_DENO:-deno\}" /, "").replace(/ \\$/, "").split(" ");
   assert.deepEqual(words, expected);
 });
 

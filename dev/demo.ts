@@ -9,7 +9,7 @@
  */
 
 import { denoArgs } from "../deploy/permissions.ts";
-import { ROOT, run, type SignStack, signStack } from "./harness.ts";
+import { exec, ROOT, run, type SignStack, signStack } from "./harness.ts";
 
 /** Shell-quotes one word for `.demo/env`. */
 function q(s: string): string {
@@ -24,7 +24,12 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   const dir = Deno.env.get("SD_DEMO_DIR") || `${ROOT}/.demo`;
-  await stalePids(dir);
+  try {
+    await stalePids(dir);
+  } catch (err) {
+    console.error(`demo: ${err instanceof Error ? err.message : err}`);
+    return 1;
+  }
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const realDir = await Deno.realPath(dir);
@@ -105,11 +110,9 @@ async function stalePids(dir: string): Promise<void> {
   } catch {
     return;
   }
-  try {
-    await Deno.stat(`/proc/${pid}`);
-  } catch {
-    return;
-  }
+  // Deno refuses /proc/<pid> without --allow-all: ask ps whether that pid still runs the demo.
+  const ps = await exec("ps", ["-o", "args=", "-p", String(pid)]);
+  if (ps.code !== 0 || !ps.stdout.includes("dev/demo.ts")) return;
   throw new Error(`a demo (pid ${pid}) is still running in ${dir}; stop it first`);
 }
 

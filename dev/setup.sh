@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what secrets-dispatcher needs on a fresh Debian 12 machine (as root, or with sudo):
-# the Debian packages (dbus-daemon, gpg, git, gnome-keyring, Secret Service clients, kbd),
+# the Debian packages (dbus-daemon, gpg, git, python3-dbus for the policy test, kbd),
 # Deno from the npm registry (pinned), and the project's npm dependencies (deno install --frozen).
 # Safe to run again: it skips what is already there.
 set -euo pipefail

@@ -228,8 +228,11 @@ export const SHORT_ID_LENGTH = 8;
 /** Default lifetime of a pending request, in milliseconds (5 minutes). */
 export const DEFAULT_REQUEST_TTL_MS = 5 * 60 * 1000;
 
-/** Largest payload the daemon accepts, in bytes. */
-export const MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
+/**
+ * Largest payload the daemon accepts, in bytes (1 MiB). Every pending request travels whole to
+ * the console, JSON-escaped (up to 6 bytes per byte), so this bounds the admin replies.
+ */
+export const MAX_PAYLOAD_BYTES = 1024 * 1024;
 
 /** The well-known name the daemon serving `uid` owns on the system bus. */
 export function dispatcherName(uid: number): string {

@@ -48,7 +48,6 @@ const HARMLESS = new Set([
  */
 export function parseSignArgs(argv: string[]): SignArgs {
   let detach = false;
-  let sign = false;
   let armor = false;
   let keySpec: string | null = null;
   let statusFd: number | null = null;
@@ -89,7 +88,6 @@ export function parseSignArgs(argv: string[]): SignArgs {
           if (!HARMLESS.has(a)) throw new ArgsError(`unsupported option ${a} for remote signing`);
           if (a === "--armor") armor = true;
           if (a === "--detach-sign" || a === "--detach-sig") detach = true;
-          if (a === "--sign") sign = true;
       }
       continue;
     }
@@ -97,7 +95,7 @@ export function parseSignArgs(argv: string[]): SignArgs {
       for (let j = 1; j < a.length; j++) {
         const c = a[j];
         if (c === "b") detach = true;
-        else if (c === "s") sign = true;
+        else if (c === "s") continue; // sign: implied by -b
         else if (c === "a") armor = true;
         else if (c === "u" || c === "o") {
           const rest = a.slice(j + 1);
@@ -111,7 +109,8 @@ export function parseSignArgs(argv: string[]): SignArgs {
     }
     throw new ArgsError(`unexpected argument ${JSON.stringify(a)}: the payload is read from stdin`);
   }
-  if (!(detach && sign)) throw new ArgsError("not a detached signing call (-bs)");
+  // `-b`/`--detach-sign` makes a detached signature with or without `-s` (gpg(1)).
+  if (!detach) throw new ArgsError("not a detached signing call (-b)");
   if (!armor) throw new ArgsError("only armored signatures (-a) are supported");
   if (keySpec === null) throw new ArgsError("no key given (-u <key>)");
   return { keySpec, statusFd };

@@ -15,6 +15,7 @@ Deno.test("git's and EGit's signing argv forms", () => {
     statusFd: null,
   });
   assert.deepEqual(parseSignArgs(["-bsauKEY"]), { keySpec: "KEY", statusFd: null });
+  assert.deepEqual(parseSignArgs(["-bau", "K"]), { keySpec: "K", statusFd: null });
   assert.deepEqual(parseSignArgs(["-b", "-s", "-a", "-u", "-weird-key"]), {
     keySpec: "-weird-key",
     statusFd: null,
@@ -25,6 +26,7 @@ Deno.test("calls the signer will not handle are refused clearly", () => {
   const bad: [string[], RegExp][] = [
     [["-bsa"], /no key/],
     [["-sau", "k"], /not a detached/],
+    [["--sign", "--armor", "-u", "k"], /not a detached/],
     [["-bsu", "k"], /armored/],
     [["-bsau", "k", "--output", "/tmp/x"], /only --output -/],
     [["-bsau", "k", "--passphrase-fd", "0"], /unsupported option --passphrase-fd/],

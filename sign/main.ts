@@ -41,7 +41,9 @@ const MAX_WAIT_MS = 15 * 60 * 1000;
 const encoder = new TextEncoder();
 
 /** Parses the front's own options, then the gpg argv after `--`. */
-function splitArgs(args: string[]): { repo: RepoLocation; gpgArgs: string[] } {
+function splitArgs(
+  args: string[],
+): { repo: RepoLocation; ttyNote: string | null; gpgArgs: string[] } {
   const sep = args.indexOf("--");
   if (sep < 0) throw new ArgsError("internal: the front script passes `--` before gpg's arguments");
   const own = args.slice(0, sep);
@@ -56,6 +58,7 @@ function splitArgs(args: string[]): { repo: RepoLocation; gpgArgs: string[] } {
       commonDir: get("--common-dir"),
       workTree: get("--work-tree"),
     },
+    ttyNote: own.includes("--tty-note") ? get("--tty-note") : null,
     gpgArgs: args.slice(sep + 1),
   };
 }
@@ -71,16 +74,26 @@ function writeAll(w: { writeSync(p: Uint8Array): number }, data: Uint8Array): vo
   while (off < data.length) off += w.writeSync(data.subarray(off));
 }
 
-/** Writes one line to the controlling terminal, if there is one. Never to stdout. */
-function ttyNote(line: string): void {
+/** Where notes for the person at the terminal go: the front's FIFO, copied to `/dev/tty`. */
+let noteFile: Deno.FsFile | null = null;
+
+/**
+ * Opens the note FIFO. Read-write, because opening a FIFO read-write never blocks, even when
+ * its reader is gone (Deno refuses `/dev/tty` itself without `--allow-all`).
+ */
+function openNotes(path: string | null): void {
+  if (!path) return;
   try {
-    const tty = Deno.openSync("/dev/tty", { write: true });
-    try {
-      writeAll(tty, encoder.encode(`secrets-dispatcher: ${line}\n`));
-    } finally {
-      tty.close();
-    }
-  } catch { /* no terminal: git run from an IDE */ }
+    noteFile = Deno.openSync(path, { read: true, write: true });
+  } catch { /* no notes then */ }
+}
+
+/** Writes one line for the terminal, if there is one. Never to stdout. */
+function ttyNote(line: string): void {
+  if (!noteFile) return;
+  try {
+    writeAll(noteFile, encoder.encode(`secrets-dispatcher: ${line}\n`));
+  } catch { /* the terminal went away */ }
 }
 
 async function readStdin(): Promise<Uint8Array> {
@@ -113,6 +126,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     const split = splitArgs(args);
     repo = split.repo;
+    openNotes(split.ttyNote);
     const parsed = parseSignArgs(split.gpgArgs);
     status = statusWriter(parsed.statusFd);
     if (parsed.statusFd !== null && parsed.statusFd !== 1 && parsed.statusFd !== 2) {

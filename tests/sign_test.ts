@@ -187,7 +187,11 @@ Deno.test("a killed signer (disconnect) cancels its request", async () => {
   try {
     const repo = await s.repo();
     const { child, id } = await pendingSigner(s, repo);
-    child.kill("SIGKILL");
+    // Kill the Deno signer itself (the front script's child): its bus connection drops.
+    const deno = (await exec("pgrep", ["-P", String(child.pid), "-f", "sign/main\\.ts"])).stdout
+      .trim();
+    assert.match(deno, /^\d+$/, "the front runs the Deno signer as its child");
+    Deno.kill(Number(deno), "SIGKILL");
     await child.output();
     await waitForHistory(s.admin, (e) => e.id === id && e.event === "cancelled");
   } finally {

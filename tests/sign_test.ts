@@ -305,3 +305,32 @@ Deno.test("non-signing calls pass through to the local gpg unchanged", async () 
     await s.close();
   }
 });
+
+Deno.test("the terminal shows the waiting line with the request id; stdout stays clean", async () => {
+  const s = await signStack();
+  const approver = new Approver(s.admin, approveAll);
+  try {
+    const repo = await s.repo();
+    await Deno.writeTextFile(`${repo}/f`, "x\n");
+    await exec("git", ["-C", repo, "add", "f"], { env: s.env });
+    // script(1) gives git a controlling terminal, as in an interactive shell.
+    const r = await exec("script", [
+      "-qec",
+      `git -C '${repo}' commit -S -q -m 'from a terminal'`,
+      "/dev/null",
+    ], { env: s.env });
+    assert.equal(r.code, 0, r.stdout);
+    const id = approver.seen[0].id.slice(0, 8);
+    assert.match(
+      r.stdout,
+      new RegExp(`waiting for approval on VT 8, request ${id} \\(from a terminal\\)`),
+    );
+    assert.equal(
+      (await exec("git", ["-C", repo, "verify-commit", "HEAD"], { env: s.env })).code,
+      0,
+    );
+  } finally {
+    await approver.stop();
+    await s.close();
+  }
+});

@@ -76,7 +76,7 @@ export function isFinal(state: RequestState): boolean {
   return state !== "pending" && state !== "approved";
 }
 
-/** Who is asking, as established by the daemon itself (D-Bus credentials and /proc). */
+/** Who is asking, as established by the daemon itself (D-Bus credentials and `ps`). */
 export interface VerifiedCaller {
   /** Unique bus name of the calling connection, e.g. `:1.42`. */
   busName: string;
@@ -84,9 +84,10 @@ export interface VerifiedCaller {
   uid: number;
   /** Pid from `GetConnectionUnixProcessID`, or null when the bus could not tell. */
   pid: number | null;
-  /** `/proc/<pid>/cmdline` split at NUL, when readable; null otherwise. */
+  /** The command line as ps(1) shows it (arguments joined by spaces, one element), or null. */
   cmdline: string[] | null;
-  /** `/proc/<pid>/exe` link target, when readable; null otherwise. */
+  /** The executable, when the daemon can read it; null otherwise (always, for now: Deno refuses
+   * `/proc/<pid>/exe` without `--allow-all`). */
   exe: string | null;
 }
 

@@ -6,11 +6,12 @@
  *
  * Contract with git (shared/reference/git-gpg-program.md §7): read stdin to EOF; stdout gets
  * exactly the armored signature ending in one `\n`; the `--status-fd` descriptor gets gpg's
- * status lines including `[GNUPG:] SIG_CREATED `; progress goes to `/dev/tty` only.
+ * status lines including `[GNUPG:] SIG_CREATED `; progress goes to the terminal only (through
+ * the front's note FIFO, `--tty-note`).
  * Exit codes: 0 signed; 1 denied, expired, cancelled or failed (with `[GNUPG:] FAILURE sign`);
  * 2 when the daemon cannot be reached or misbehaves, or the call is not one we handle.
  *
- * Permissions: the system bus socket, read-only access to the git dirs, `/dev/tty`
+ * Permissions: the system bus socket, read-only access to the git dirs, the note FIFO
  * (deploy/permissions.ts). No `--allow-run`.
  *
  * @module

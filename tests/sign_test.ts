@@ -9,6 +9,14 @@ import { Approver, exec, type SignStack, signStack, waitForHistory } from "./sup
 
 const approveAll = () => "approve" as const;
 
+/** A new repository with one staged file, ready for `git commit -S`. */
+async function stagedRepo(s: SignStack): Promise<string> {
+  const repo = await s.repo();
+  await Deno.writeTextFile(`${repo}/f`, "x\n");
+  await exec("git", ["-C", repo, "add", "f"], { env: s.env });
+  return repo;
+}
+
 /** Starts the signer on a small payload and waits until its request is pending. */
 async function pendingSigner(
   s: SignStack,
@@ -103,9 +111,7 @@ Deno.test("denied commit fails, creates no commit, and the signer exits 1", asyn
   const s = await signStack();
   const approver = new Approver(s.admin, () => "deny");
   try {
-    const repo = await s.repo();
-    await Deno.writeTextFile(`${repo}/f`, "x\n");
-    await exec("git", ["-C", repo, "add", "f"], { env: s.env });
+    const repo = await stagedRepo(s);
     const commit = await exec("git", ["-C", repo, "commit", "-S", "-q", "-m", "nope"], {
       env: s.env,
     });
@@ -203,9 +209,7 @@ Deno.test("payload over 64 KiB, Latin-1 commit, signed tag", async () => {
   const s = await signStack();
   const approver = new Approver(s.admin, approveAll);
   try {
-    const repo = await s.repo();
-    await Deno.writeTextFile(`${repo}/f`, "x\n");
-    await exec("git", ["-C", repo, "add", "f"], { env: s.env });
+    const repo = await stagedRepo(s);
     const big = "subject\n\n" + "0123456789abcdef ".repeat(6000) + "\n";
     const c1 = await exec("git", ["-C", repo, "commit", "-S", "-q", "-F", "-"], {
       env: s.env,
@@ -306,13 +310,11 @@ Deno.test("non-signing calls pass through to the local gpg unchanged", async () 
   }
 });
 
-Deno.test("the terminal shows the waiting line with the request id; stdout stays clean", async () => {
+Deno.test("the terminal shows the waiting line with the request id", async () => {
   const s = await signStack();
   const approver = new Approver(s.admin, approveAll);
   try {
-    const repo = await s.repo();
-    await Deno.writeTextFile(`${repo}/f`, "x\n");
-    await exec("git", ["-C", repo, "add", "f"], { env: s.env });
+    const repo = await stagedRepo(s);
     // script(1) gives git a controlling terminal, as in an interactive shell.
     const r = await exec("script", [
       "-qec",

@@ -12,6 +12,7 @@ import {
   DISPATCHER_MEMBERS,
   dispatcherName,
   REQUEST_IFACE,
+  REQUEST_MEMBERS,
 } from "../lib/protocol.ts";
 
 const DOCTYPE = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -43,7 +44,7 @@ export function dispatcherPolicy(options: {
   const name = attr(dispatcherName(options.uid));
   const allows = [
     ...Object.keys(DISPATCHER_MEMBERS).map((m) => [DISPATCHER_IFACE, m]),
-    [REQUEST_IFACE, "Cancel"],
+    ...Object.keys(REQUEST_MEMBERS).map((m) => [REQUEST_IFACE, m]),
   ].map(([iface, member]) =>
     `    <allow send_destination="${name}" send_interface="${attr(iface)}" send_member="${
       attr(member)

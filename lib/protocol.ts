@@ -44,6 +44,14 @@ export const Errors = {
   LimitExceeded: "org.secretsdispatcher.Error.LimitExceeded",
   /** Something failed inside the daemon; the text says what. */
   Failed: "org.secretsdispatcher.Error.Failed",
+  /** The secret store (the backend's collection) is locked; nothing can be read or written. */
+  StoreLocked: "org.secretsdispatcher.Error.StoreLocked",
+  /** No Secret Service backend answers on the companion bus. */
+  StoreUnavailable: "org.secretsdispatcher.Error.StoreUnavailable",
+  /** The collection or item named does not exist in the backend. */
+  NoSuchObject: "org.secretsdispatcher.Error.NoSuchObject",
+  /** `GetSecrets` on a request that is not approved, or whose read window has closed. */
+  NotApproved: "org.secretsdispatcher.Error.NotApproved",
 } as const;
 
 /** Kinds of request (DESIGN.md §5). */
@@ -203,6 +211,8 @@ export interface RequestView {
   caller: VerifiedCaller;
   /** Present for `sign.*` kinds. */
   sign?: SignDetails;
+  /** Present for `secret.*` kinds. */
+  secret?: SecretDetails;
   /** Short human text about the outcome (gpg error, who cancelled...), or null. */
   message: string | null;
 }
@@ -222,6 +232,108 @@ export interface HistoryEntry {
   digest: string;
   message?: string | null;
 }
+
+/**
+ * What a `secret.*` request does to the store. `read` reads item values; `create` stores a new
+ * item (or replaces one with the same attributes when `replace` is set); `set-secret` replaces an
+ * item's value; `set-properties` changes its label or attributes; `delete` removes it.
+ */
+export type SecretOperation = "read" | "create" | "set-secret" | "set-properties" | "delete";
+
+/** The public metadata of one item (never its value). Times are seconds since the epoch. */
+export interface ItemInfo {
+  /** The backend's object path, e.g. `/org/freedesktop/secrets/collection/login/3`. */
+  path: string;
+  /** Path of the collection holding it. */
+  collection: string;
+  label: string;
+  attributes: Record<string, string>;
+  created: number;
+  modified: number;
+}
+
+/** The public metadata of one collection. Times are seconds since the epoch. */
+export interface CollectionInfo {
+  path: string;
+  label: string;
+  locked: boolean;
+  created: number;
+  modified: number;
+}
+
+/**
+ * The desktop program behind a Secret Service call, as the agent reports it (untrusted: the
+ * agent runs as the desktop user). The agent takes the pid from `GetConnectionCredentials` on
+ * its bus and reads the rest from `/proc/<pid>`.
+ */
+export interface ClientReport {
+  /** Unique name of the program's connection on the desktop session bus, e.g. `:1.42`. */
+  busName: string;
+  pid: number | null;
+  uid: number | null;
+  /** Target of `/proc/<pid>/exe`. */
+  exe: string | null;
+  /** `/proc/<pid>/cmdline`, split at NUL. */
+  cmdline: string[] | null;
+  /** Target of `/proc/<pid>/cwd`. */
+  cwd: string | null;
+}
+
+/** What the daemon established itself about the reported client pid (ps, as the companion). */
+export interface ClientCheck {
+  /** The pid checked, or null when none was reported. */
+  pid: number | null;
+  /** The uid that runs it, or null when the process is gone. */
+  uid: number | null;
+  /** Its command line as ps shows it (arguments joined by spaces, one element), or null. */
+  cmdline: string[] | null;
+  /**
+   * True when the process exists, runs as the desktop user and its command line equals the
+   * reported one (joined by spaces).
+   */
+  consistent: boolean;
+}
+
+/** The display-ready view of a `secret.*` request. Label, attributes, paths are raw strings. */
+export interface SecretDetails {
+  operation: SecretOperation;
+  /** The existing items concerned (all of them for `read`; the one item otherwise; none for create). */
+  items: ItemInfo[];
+  /** The collection written to (`create`) or holding the items, when known. */
+  collection: { path: string; label: string } | null;
+  /** The new label (`create`, `set-properties` when it changes). */
+  label?: string;
+  /** The new attributes (`create`, `set-properties` when they change). */
+  attributes?: Record<string, string>;
+  /** `create` only: replace an item with the same attributes. */
+  replace?: boolean;
+  /** Size in bytes of the value to be written (`create`, `set-secret`). Never the value. */
+  secretSize?: number;
+  /** Content type of the value to be written. */
+  contentType?: string;
+  /** Reported by the agent. */
+  client: ClientReport;
+  /** Checked by the daemon. */
+  clientCheck: ClientCheck;
+}
+
+/** State of the secret store as the daemon sees its backend. */
+export interface StoreStatus {
+  /** `unlocked`: usable; `locked`: its collection is locked; `unavailable`: no backend. */
+  state: "unlocked" | "locked" | "unavailable";
+  /** Human text: which backend, which collection, what to do. */
+  message: string;
+}
+
+/**
+ * How long an approved read (or the read-back of an approved write) may fetch the item values
+ * with `Request1.GetSecrets`, in milliseconds: long enough for libsecret's double read, short
+ * enough that an approval is not a standing grant.
+ */
+export const READ_WINDOW_MS = 10_000;
+
+/** Largest secret value accepted for writing, in bytes (1 MiB). */
+export const MAX_SECRET_BYTES = 1024 * 1024;
 
 /** Length of the short id shown to people (`ctl` accepts any unique prefix). */
 export const SHORT_ID_LENGTH = 8;
@@ -264,6 +376,7 @@ export function requestIdFromPath(path: string): string | null {
  *   `NoSuchRequest`, `DigestMismatch`, `NotPending`.
  * - `Deny(s id, s reason)`: full id. Errors: `NoSuchRequest`, `NotPending`.
  * - `History(u limit) → s`: JSON `HistoryEntry[]`, newest last, at most `limit` (0 = 100).
+ * - `Status() → s`: JSON {@link StoreStatus} of the secret store.
  * - signal `Changed(s id, s state)`: a request was created or changed state.
  */
 export const ADMIN_MEMBERS = {
@@ -272,19 +385,67 @@ export const ADMIN_MEMBERS = {
   Approve: { in: "ss", out: "" },
   Deny: { in: "ss", out: "" },
   History: { in: "u", out: "s" },
+  Status: { in: "", out: "s" },
 } as const;
 
 /**
  * Members of {@link DISPATCHER_IFACE} and {@link REQUEST_IFACE} on the system bus.
  *
- * - `Dispatcher1.RequestSign(ay payload, s keySpec, s context) → o request`: `context` is a
- *   JSON `SignContext` (reported, untrusted). Returns at once; the outcome arrives later as
- *   `Request1.Completed` sent from the request object **unicast** to the caller.
+ * Signing:
+ * - `RequestSign(ay payload, s keySpec, s context) → o request`: `context` is a JSON
+ *   `SignContext` (reported, untrusted).
+ *
+ * Secret Service metadata (no approval; every call is logged). `client` is a JSON
+ * {@link ClientReport} of the desktop program the agent serves. Item tuples `(oosa{ss}tt)` are
+ * path, collection, label, attributes, created, modified ({@link ItemInfo}); collection tuples
+ * `(osbtt)` are path, label, locked, created, modified ({@link CollectionInfo}).
+ * - `StoreStatus() → (ss)`: state and message ({@link StoreStatus}).
+ * - `Collections(s client) → a(osbtt)`.
+ * - `ReadAlias(s name, s client) → o`: the collection, or `/` when the alias is not set.
+ * - `SearchItems(a{ss} attributes, o collection, s client) → a(oosa{ss}tt)`: subset match of
+ *   attributes (exact strings); `collection` `/` searches every collection.
+ * - `GetItems(ao items, s client) → a(oosa{ss}tt)`: unknown paths are left out.
+ *
+ * Secret Service operations needing approval (each returns a request object at once):
+ * - `RequestRead(ao items, s client) → o`
+ * - `RequestCreateItem(o collection, s label, a{ss} attributes, ay value, s contentType,
+ *   b replace, s client) → o`; the `Completed` result carries `item` (`o`).
+ * - `RequestSetSecret(o item, ay value, s contentType, s client) → o`
+ * - `RequestSetProperties(o item, a{sv} properties, s client) → o`: `Label` (`s`) and/or
+ *   `Attributes` (`a{ss}`).
+ * - `RequestDelete(o item, s client) → o`
+ * Errors: `InvalidArgs`, `NoSuchObject`, `StoreLocked`, `StoreUnavailable`, `LimitExceeded`,
+ * `AccessDenied`.
+ *
+ * Per-request objects:
  * - `Request1.Cancel()`: only the connection that made the request may cancel it.
- * - signal `Request1.Completed(s outcome, a{sv} result)`: `outcome` is an {@link Outcome};
- *   `result` holds `signature` (`ay`, armored, for `done`), `status` (`ay`, gpg status lines)
- *   and `message` (`s`, human text for anything but `done`).
+ * - `Request1.GetSecrets(ao items) → a{o(ays)}`: values and content types, for a `done` read
+ *   request (those items) or a `done` create/set-secret (the written item), only to the
+ *   connection that made it, within {@link READ_WINDOW_MS} of the approval. Errors:
+ *   `NoSuchRequest`, `NotApproved`, `StoreLocked`, `StoreUnavailable`. This reply is the only
+ *   message that ever carries a secret value from the daemon, and it is a method return
+ *   (unicast by nature).
+ * - signal `Request1.Completed(s outcome, a{sv} result)`, sent **unicast** to the requester:
+ *   `outcome` is an {@link Outcome}; `result` holds `signature` (`ay`, armored, for a `done`
+ *   signing request), `status` (`ay`, gpg status lines), `item` (`o`, for a `done` create),
+ *   `items` (`ao`, for a `done` read) and `message` (`s`, human text for anything but `done`).
  */
 export const DISPATCHER_MEMBERS = {
   RequestSign: { in: "ayss", out: "o" },
+  StoreStatus: { in: "", out: "ss" },
+  Collections: { in: "s", out: "a(osbtt)" },
+  ReadAlias: { in: "ss", out: "o" },
+  SearchItems: { in: "a{ss}os", out: "a(oosa{ss}tt)" },
+  GetItems: { in: "aos", out: "a(oosa{ss}tt)" },
+  RequestRead: { in: "aos", out: "o" },
+  RequestCreateItem: { in: "osa{ss}aysbs", out: "o" },
+  RequestSetSecret: { in: "oayss", out: "o" },
+  RequestSetProperties: { in: "oa{sv}s", out: "o" },
+  RequestDelete: { in: "os", out: "o" },
+} as const;
+
+/** Members of {@link REQUEST_IFACE} (see {@link DISPATCHER_MEMBERS}). */
+export const REQUEST_MEMBERS = {
+  Cancel: { in: "", out: "" },
+  GetSecrets: { in: "ao", out: "a{o(ays)}" },
 } as const;

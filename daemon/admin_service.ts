@@ -15,6 +15,7 @@ import {
   ADMIN_PATH,
   Errors,
   type RequestView,
+  type StoreStatus,
 } from "../lib/protocol.ts";
 import type { HistorySink } from "./history.ts";
 import { RequestError, type RequestManager } from "./requests.ts";
@@ -32,11 +33,12 @@ export class AdminService {
   #history: HistorySink;
   #adminUid: number;
   #log: (line: string) => void;
+  #status: (() => Promise<StoreStatus>) | null;
 
   /**
    * @param bus the companion bus connection
    * @param options the request manager, the history, the only uid allowed to call (the
-   *   companion's own), and a logger
+   *   companion's own), the secret store's status (never throwing), and a logger
    */
   constructor(
     bus: Bus,
@@ -44,6 +46,7 @@ export class AdminService {
       manager: RequestManager;
       history: HistorySink;
       adminUid: number;
+      status?: () => Promise<StoreStatus>;
       log?: (line: string) => void;
     },
   ) {
@@ -52,6 +55,7 @@ export class AdminService {
     this.#history = options.history;
     this.#adminUid = options.adminUid;
     this.#log = options.log ?? (() => {});
+    this.#status = options.status ?? null;
   }
 
   /**
@@ -97,7 +101,7 @@ export class AdminService {
       if (uid !== this.#adminUid) {
         throw new RequestError(Errors.AccessDenied, "only the companion user may administer");
       }
-      const body = this.#call(member, msg.body);
+      const body = await this.#call(member, msg.body);
       this.#bus.reply(msg, spec.out, body === undefined ? [] : [body]);
     })().catch((err) => {
       if (err instanceof RequestError) this.#bus.replyError(msg, err.dbusName, err.message);
@@ -109,7 +113,7 @@ export class AdminService {
     return true;
   }
 
-  #call(member: keyof typeof ADMIN_MEMBERS, args: unknown[]): string | undefined {
+  async #call(member: keyof typeof ADMIN_MEMBERS, args: unknown[]): Promise<string | undefined> {
     switch (member) {
       case "List": {
         const json = JSON.stringify(this.#manager.list());
@@ -136,6 +140,12 @@ export class AdminService {
         const limit = Number(args[0]) || 100;
         return JSON.stringify(this.#history.tail(Math.min(limit, 2000)));
       }
+      case "Status":
+        return JSON.stringify(
+          this.#status
+            ? await this.#status()
+            : { state: "unavailable", message: "no secret store is configured" },
+        );
     }
   }
 }

@@ -15,9 +15,13 @@ import {
   isFinal,
   MAX_PAYLOAD_BYTES,
   type Outcome,
+  READ_WINDOW_MS,
+  type RequestKind,
   type RequestState,
   type RequestView,
+  type SecretDetails,
   type SignContext,
+  type SignDetails,
   type VerifiedCaller,
 } from "../lib/protocol.ts";
 import { GpgError, type GpgRunner } from "./gpg.ts";
@@ -64,6 +68,43 @@ export interface Completion {
   status?: string;
   /** Human text for anything but `done`. */
   message?: string;
+  /** The item a `done` create wrote. */
+  item?: string;
+  /** The items a `done` read may fetch. */
+  items?: string[];
+}
+
+/** What an approved operation produced. */
+export interface PerformResult extends Omit<Completion, "outcome"> {
+  /**
+   * Items the requester may now fetch with {@link RequestManager.readable} during the read
+   * window (an approved read: its items; an approved write: the item written).
+   */
+  readable?: string[];
+}
+
+/** A new request, ready to be shown. */
+export interface Submission {
+  kind: RequestKind;
+  caller: VerifiedCaller;
+  /** Unique bus name of the connection that asked (gets `Completed`, may `Cancel`). */
+  requester: string;
+  /**
+   * What the per-caller flood limit counts: the requester, or for requests the agent forwards,
+   * the requester plus the desktop client's name (each client has its own limit).
+   */
+  limitKey?: string;
+  sign?: SignDetails;
+  secret?: SecretDetails;
+  /** Hex SHA-256 over everything shown (see {@link contentDigest}, {@link digestOf}). */
+  digest: string;
+  /** One-line summary for the history (raw). */
+  summary: string;
+  /**
+   * Runs the operation once approved. Throwing fails the request with the error's message
+   * (a {@link GpgError}'s status lines are passed on).
+   */
+  perform: () => Promise<PerformResult>;
 }
 
 /** Options of {@link RequestManager}. */
@@ -87,9 +128,13 @@ interface Entry {
   view: RequestView;
   /** Unique bus name of the connection that asked. */
   requester: string;
-  payload: Uint8Array;
-  localUser: string | null;
+  limitKey: string;
+  summary: string;
+  /** The operation; dropped once the request is final (it may hold a secret value). */
+  perform: (() => Promise<PerformResult>) | null;
   timer: Timer | null;
+  /** What may be fetched after approval, and until when (ms since the epoch). */
+  readable: { items: Set<string>; until: number } | null;
 }
 
 /** How many finished requests stay visible to `get` (for `ctl show` after a decision). */
@@ -151,11 +196,8 @@ export class RequestManager {
       if (err instanceof GpgError) throw new RequestError(Errors.InvalidArgs, err.message);
       throw err;
     }
-    this.#checkLimits(input.requester); // the key lookup awaited: check again
-    const now = this.#opts.clock.now();
-    const id = crypto.randomUUID().replaceAll("-", "");
     const kind = payloadKind(content);
-    const sign = {
+    const sign: SignDetails = {
       keySpec: input.keySpec,
       keyFingerprint: key.fingerprint,
       keyUid: key.uid,
@@ -172,24 +214,57 @@ export class RequestManager {
       reported: input.context,
       caller: input.caller,
     });
+    const gpg = this.#opts.gpg;
+    return this.submit({
+      kind,
+      caller: input.caller,
+      requester: input.requester,
+      sign,
+      digest,
+      summary: summarize(content),
+      perform: async () => {
+        const result = await gpg.sign(
+          { localUser: key.localUser, fingerprint: key.fingerprint, uid: key.uid },
+          payload,
+        );
+        return { signature: result.signature, status: result.status };
+      },
+    });
+  }
+
+  /**
+   * Adds a request built by the caller (signing: {@link submitSign}; secrets:
+   * `SecretRequests`) and shows it.
+   *
+   * @returns the new request id
+   * @throws {RequestError} `LimitExceeded` on a flood
+   */
+  async submit(s: Submission): Promise<string> {
+    const limitKey = s.limitKey ?? s.requester;
+    this.#checkLimits(limitKey);
+    const now = this.#opts.clock.now();
+    const id = crypto.randomUUID().replaceAll("-", "");
     const view: RequestView = {
       id,
-      kind,
+      kind: s.kind,
       state: "pending",
       createdAt: now,
       expiresAt: now + this.#opts.ttlMs,
       decidedAt: null,
-      digest,
-      caller: input.caller,
-      sign,
+      digest: s.digest,
+      caller: s.caller,
+      ...(s.sign ? { sign: s.sign } : {}),
+      ...(s.secret ? { secret: s.secret } : {}),
       message: null,
     };
     const entry: Entry = {
       view,
-      requester: input.requester,
-      payload,
-      localUser: key.localUser,
+      requester: s.requester,
+      limitKey,
+      summary: s.summary,
+      perform: s.perform,
       timer: null,
+      readable: null,
     };
     this.#entries.set(id, entry);
     entry.timer = this.#opts.clock.setTimeout(
@@ -199,6 +274,38 @@ export class RequestManager {
     await this.#record(entry, "created");
     this.#opts.onChanged?.(view);
     return id;
+  }
+
+  /**
+   * Checks that `requester` may fetch `items` through request `id` now: the request is `done`,
+   * was made by that connection, named those items, and its read window is open.
+   *
+   * @throws {RequestError} `NoSuchRequest` (also for another connection's request),
+   *   `NotApproved` (not done, window closed, or an item it did not cover)
+   */
+  readable(id: string, requester: string, items: string[]): void {
+    const entry = this.#entries.get(id);
+    if (!entry || entry.requester !== requester) {
+      throw new RequestError(Errors.NoSuchRequest, `no request ${short(id)} of yours`);
+    }
+    const r = entry.readable;
+    if (entry.view.state !== "done" || r === null) {
+      throw new RequestError(
+        Errors.NotApproved,
+        `request ${short(id)} is ${entry.view.state}; nothing may be read through it`,
+      );
+    }
+    if (this.#opts.clock.now() > r.until) {
+      entry.readable = null;
+      throw new RequestError(Errors.NotApproved, `the read window of ${short(id)} has closed`);
+    }
+    const other = items.find((p) => !r.items.has(p));
+    if (other !== undefined) {
+      throw new RequestError(
+        Errors.NotApproved,
+        `request ${short(id)} was not approved for ${other}`,
+      );
+    }
   }
 
   /** Pending requests, oldest first. */
@@ -297,7 +404,7 @@ export class RequestManager {
     }
   }
 
-  #checkLimits(requester: string): void {
+  #checkLimits(limitKey: string): void {
     const pending = this.list();
     if (pending.length >= this.#opts.maxPending) {
       throw new RequestError(
@@ -307,12 +414,12 @@ export class RequestManager {
     }
     const mine =
       [...this.#entries.values()].filter((e) =>
-        e.requester === requester && e.view.state === "pending"
+        e.limitKey === limitKey && e.view.state === "pending"
       ).length;
     if (mine >= this.#opts.maxPendingPerCaller) {
       throw new RequestError(
         Errors.LimitExceeded,
-        `this connection already has ${mine} pending requests`,
+        `this client already has ${mine} pending requests`,
       );
     }
   }
@@ -340,14 +447,22 @@ export class RequestManager {
   }
 
   async #run(entry: Entry): Promise<void> {
+    const perform = entry.perform;
+    entry.perform = null;
     try {
-      const key = { localUser: entry.localUser!, fingerprint: "", uid: null };
-      const result = await this.#opts.gpg.sign(key, entry.payload);
-      this.#finish(entry, "done", { signature: result.signature, status: result.status });
+      if (!perform) throw new Error("nothing to run");
+      const { readable, ...result } = await perform();
+      if (readable && readable.length > 0) {
+        entry.readable = {
+          items: new Set(readable),
+          until: this.#opts.clock.now() + READ_WINDOW_MS,
+        };
+      }
+      this.#finish(entry, "done", result);
     } catch (err) {
-      const status = err instanceof GpgError ? err.status : "";
+      const status = err instanceof GpgError ? err.status : undefined;
       const message = err instanceof Error ? err.message : String(err);
-      this.#finish(entry, "failed", { status, message });
+      this.#finish(entry, "failed", { ...(status !== undefined ? { status } : {}), message });
     }
   }
 
@@ -358,7 +473,7 @@ export class RequestManager {
       entry.timer = null;
     }
     this.#setState(entry, outcome, completion.message ?? null);
-    entry.payload = new Uint8Array(); // nothing more will be done with it
+    entry.perform = null; // nothing more will be done; drop what it holds (payload, secret)
     this.#recent.push(entry.view.id);
     while (this.#recent.length > RECENT_KEPT) this.#entries.delete(this.#recent.shift()!);
     this.#opts.onCompleted?.(entry.view.id, entry.requester, { outcome, ...completion });
@@ -386,7 +501,7 @@ export class RequestManager {
       id: v.id,
       kind: v.kind,
       event,
-      summary: capSummary(v.sign ? summarize(v.sign.content) : v.kind),
+      summary: capSummary(entry.summary.replace(/[\r\n]+/g, " ")),
       callerUid: v.caller.uid,
       callerPid: v.caller.pid,
       digest: v.digest,
@@ -396,8 +511,23 @@ export class RequestManager {
 }
 
 /**
- * The content digest: hex SHA-256 over a canonical serialisation of everything the console
- * shows for a request (kind, key, exact payload bytes, reported context, verified caller).
+ * Hex SHA-256 over named fields, each written as `<name> <byte length>\n<bytes>\n` so that no
+ * two different field lists hash alike.
+ */
+export function digestFields(fields: [name: string, value: Uint8Array | string][]): string {
+  const h = createHash("sha256");
+  for (const [name, value] of fields) {
+    const bytes = typeof value === "string" ? new TextEncoder().encode(value) : value;
+    h.update(`${name} ${bytes.length}\n`);
+    h.update(bytes);
+    h.update("\n");
+  }
+  return h.digest("hex");
+}
+
+/**
+ * The content digest of a signing request: {@link digestFields} over everything the console
+ * shows (kind, key, exact payload bytes, reported context, verified caller).
  */
 export function contentDigest(parts: {
   kind: string;
@@ -407,20 +537,14 @@ export function contentDigest(parts: {
   reported: SignContext;
   caller: VerifiedCaller;
 }): string {
-  const h = createHash("sha256");
-  const field = (name: string, value: Uint8Array | string) => {
-    const bytes = typeof value === "string" ? new TextEncoder().encode(value) : value;
-    h.update(`${name} ${bytes.length}\n`);
-    h.update(bytes);
-    h.update("\n");
-  };
-  field("kind", parts.kind);
-  field("key", parts.keyFingerprint);
-  field("local-user", parts.localUser);
-  field("payload", parts.payload);
-  field("reported", JSON.stringify(parts.reported));
-  field("caller", JSON.stringify(parts.caller));
-  return h.digest("hex");
+  return digestFields([
+    ["kind", parts.kind],
+    ["key", parts.keyFingerprint],
+    ["local-user", parts.localUser],
+    ["payload", parts.payload],
+    ["reported", JSON.stringify(parts.reported)],
+    ["caller", JSON.stringify(parts.caller)],
+  ]);
 }
 
 /** Longest summary kept in a history entry, in UTF-16 code units. */

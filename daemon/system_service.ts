@@ -9,6 +9,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { NULL_PATH } from "../lib/secret_service.ts";
 import {
   type Bus,
   type Message,
@@ -19,66 +20,29 @@ import {
 } from "../lib/dbus.ts";
 import {
   DISPATCHER_IFACE,
+  DISPATCHER_MEMBERS,
   DISPATCHER_PATH,
   dispatcherName,
   Errors,
+  type ItemInfo,
   REQUEST_IFACE,
+  REQUEST_MEMBERS,
   requestIdFromPath,
   requestPath,
   type SignContext,
   type VerifiedCaller,
 } from "../lib/protocol.ts";
+import { type ProcReader, psProcReader } from "./proc.ts";
 import { type Completion, RequestError, type RequestManager } from "./requests.ts";
-
-/** What the daemon can establish about a calling process. */
-export interface ProcessInfo {
-  /** Real uid owning the process. */
-  uid: number;
-  /** Its command line as `ps` shows it (arguments joined by spaces), or null. */
-  cmdline: string[] | null;
-  /** Its executable, or null when it cannot be read (another uid's `/proc/<pid>/exe`). */
-  exe: string | null;
-}
-
-/** Reads facts about a process; replaceable in tests. */
-export interface ProcReader {
-  /** Facts about `pid`, or null when the process is gone. */
-  info(pid: number): Promise<ProcessInfo | null>;
-}
-
-/**
- * {@link ProcReader} through `ps` (procps, ps(1)): Deno refuses every `/proc/<pid>/…` path
- * without `--allow-all`, so the daemon asks `ps` (its only other `--allow-run`) instead.
- */
-export function psProcReader(ps = "/usr/bin/ps"): ProcReader {
-  return {
-    async info(pid) {
-      if (!Number.isSafeInteger(pid) || pid <= 0) return null;
-      try {
-        const out = await new Deno.Command(ps, {
-          args: ["-ww", "-o", "uid=", "-o", "args=", "-p", String(pid)],
-          env: { LC_ALL: "C" },
-          clearEnv: true,
-          stdin: "null",
-          stdout: "piped",
-          stderr: "null",
-        }).output();
-        if (!out.success) return null;
-        const m = new TextDecoder().decode(out.stdout).match(/^\s*(\d+)\s+(.*)$/s);
-        if (!m) return null;
-        return { uid: Number(m[1]), cmdline: [m[2].replace(/\n$/, "")], exe: null };
-      } catch {
-        return null;
-      }
-    },
-  };
-}
+import { type Asker, parseClientReport, type SecretRequests } from "./secret_requests.ts";
 
 /** Options of {@link DispatcherService}. */
 export interface DispatcherServiceOptions {
   /** The desktop user's uid: the only uid whose calls are served. */
   clientUid: number;
   proc?: ProcReader;
+  /** The Secret Service side; without it the secret members answer `StoreUnavailable`. */
+  secrets?: SecretRequests | null;
   /** Logs one line (never secret values). */
   log?: (line: string) => void;
 }
@@ -98,7 +62,7 @@ export class DispatcherService {
   constructor(bus: Bus, manager: RequestManager, options: DispatcherServiceOptions) {
     this.#bus = bus;
     this.#manager = manager;
-    this.#opts = { proc: psProcReader(), log: () => {}, ...options };
+    this.#opts = { proc: psProcReader(), secrets: null, log: () => {}, ...options };
   }
 
   /**
@@ -120,6 +84,8 @@ export class DispatcherService {
       result.status = new Variant("ay", Buffer.from(new TextEncoder().encode(c.status)));
     }
     if (c.message) result.message = new Variant("s", c.message);
+    if (c.item) result.item = new Variant("o", c.item);
+    if (c.items) result.items = new Variant("ao", c.items);
     try {
       this.#bus.sendSignal({
         path: requestPath(id),
@@ -136,35 +102,146 @@ export class DispatcherService {
 
   #dispatch(msg: Message): boolean {
     if (msg.type !== MessageType.METHOD_CALL) return false;
-    if (msg.path === DISPATCHER_PATH) {
-      if (msg.interface === DISPATCHER_IFACE && msg.member === "RequestSign") {
-        this.#handle(msg, "ayss", (caller) => this.#requestSign(msg, caller));
-      } else {
-        this.#bus.replyError(
-          msg,
-          "org.freedesktop.DBus.Error.UnknownMethod",
-          `no method ${msg.member}`,
-        );
+    const path = msg.path ?? "";
+    if (path === DISPATCHER_PATH && msg.interface === DISPATCHER_IFACE) {
+      const member = msg.member as keyof typeof DISPATCHER_MEMBERS;
+      const spec = Object.hasOwn(DISPATCHER_MEMBERS, member) ? DISPATCHER_MEMBERS[member] : null;
+      if (spec) {
+        this.#handle(msg, spec.in, async (caller) => ({
+          signature: spec.out,
+          body: await this.#member(member, msg, caller),
+        }));
+        return true;
       }
-      return true;
     }
-    const id = requestIdFromPath(msg.path ?? "");
-    if (id !== null || (msg.path ?? "").startsWith(DISPATCHER_PATH + "/")) {
-      if (id !== null && msg.interface === REQUEST_IFACE && msg.member === "Cancel") {
-        this.#handle(msg, "", () => {
+    const id = requestIdFromPath(path);
+    if (id !== null && msg.interface === REQUEST_IFACE) {
+      if (msg.member === "Cancel") {
+        this.#handle(msg, REQUEST_MEMBERS.Cancel.in, () => {
           this.#manager.cancel(id, msg.sender);
           return Promise.resolve({ signature: "", body: [] });
         });
-      } else {
-        this.#bus.replyError(
-          msg,
-          "org.freedesktop.DBus.Error.UnknownMethod",
-          `no method ${msg.member}`,
-        );
+        return true;
       }
+      if (msg.member === "GetSecrets") {
+        this.#handle(msg, REQUEST_MEMBERS.GetSecrets.in, async () => {
+          const values = await this.#secrets().getSecrets(id, {
+            requester: msg.sender,
+            items: (msg.body[0] as string[]).map(String),
+          });
+          const out: Record<string, [Buffer, string]> = {};
+          for (const [item, v] of values) out[item] = [Buffer.from(v.value), v.contentType];
+          return { signature: REQUEST_MEMBERS.GetSecrets.out, body: [out] };
+        });
+        return true;
+      }
+    }
+    if (path === DISPATCHER_PATH || path.startsWith(DISPATCHER_PATH + "/")) {
+      this.#bus.replyError(
+        msg,
+        "org.freedesktop.DBus.Error.UnknownMethod",
+        `no method ${msg.interface}.${msg.member} at ${path}`,
+      );
       return true;
     }
     return false;
+  }
+
+  /** Runs one `Dispatcher1` member; returns the reply body. */
+  async #member(
+    member: keyof typeof DISPATCHER_MEMBERS,
+    msg: Message,
+    caller: VerifiedCaller,
+  ): Promise<unknown[]> {
+    const a = msg.body;
+    if (member === "RequestSign") return [await this.#requestSign(msg, caller)];
+    if (member === "StoreStatus") {
+      const st = await this.#secrets().status();
+      return [st.state, st.message];
+    }
+    const secrets = this.#secrets();
+    const asker = (clientJson: unknown): Asker => ({
+      caller,
+      requester: msg.sender,
+      client: parseClientReport(String(clientJson)),
+    });
+    const value = (bytes: unknown, contentType: unknown) => ({
+      value: new Uint8Array(bytes as Uint8Array),
+      contentType: String(contentType),
+    });
+    const submitted = async (id: Promise<string>) => {
+      const requestId = await id;
+      await this.#watch(msg.sender);
+      return [requestPath(requestId)];
+    };
+    switch (member) {
+      case "Collections":
+        return [(await secrets.collections(asker(a[0]))).map((c) => [
+          c.path,
+          c.label,
+          c.locked,
+          BigInt(c.created),
+          BigInt(c.modified),
+        ])];
+      case "ReadAlias":
+        return [(await secrets.readAlias(String(a[0]), asker(a[1]))) ?? NULL_PATH];
+      case "SearchItems": {
+        const collection = String(a[1]);
+        return [itemTuples(
+          await secrets.searchItems(stringMap(a[0]), {
+            collection: collection === NULL_PATH ? null : collection,
+            asker: asker(a[2]),
+          }),
+        )];
+      }
+      case "GetItems":
+        return [itemTuples(await secrets.getItems((a[0] as string[]).map(String), asker(a[1])))];
+      case "RequestRead":
+        return await submitted(secrets.requestRead((a[0] as string[]).map(String), asker(a[1])));
+      case "RequestCreateItem":
+        return await submitted(secrets.requestCreateItem(String(a[0]), {
+          label: String(a[1]),
+          attributes: stringMap(a[2]),
+          secret: value(a[3], a[4]),
+          replace: a[5] === true,
+          asker: asker(a[6]),
+        }));
+      case "RequestSetSecret":
+        return await submitted(secrets.requestSetSecret(String(a[0]), {
+          secret: value(a[1], a[2]),
+          asker: asker(a[3]),
+        }));
+      case "RequestSetProperties": {
+        const props = a[1] as Record<string, { signature: string; value: unknown }>;
+        const unknown = Object.keys(props).filter((k) => k !== "Label" && k !== "Attributes");
+        if (unknown.length > 0) {
+          throw new RequestError(Errors.InvalidArgs, `unknown property ${unknown[0]}`);
+        }
+        if (props.Label && props.Label.signature !== "s") {
+          throw new RequestError(Errors.InvalidArgs, "Label must be a string (s)");
+        }
+        if (props.Attributes && props.Attributes.signature !== "a{ss}") {
+          throw new RequestError(Errors.InvalidArgs, "Attributes must be a{ss}");
+        }
+        return await submitted(secrets.requestSetProperties(String(a[0]), {
+          label: props.Label ? String(props.Label.value) : undefined,
+          attributes: props.Attributes ? stringMap(props.Attributes.value) : undefined,
+          asker: asker(a[2]),
+        }));
+      }
+      case "RequestDelete":
+        return await submitted(secrets.requestDelete(String(a[0]), asker(a[1])));
+    }
+  }
+
+  #secrets(): SecretRequests {
+    if (!this.#opts.secrets) {
+      throw new RequestError(
+        Errors.StoreUnavailable,
+        "this daemon has no secret store configured",
+      );
+    }
+    return this.#opts.secrets;
   }
 
   /** Checks the signature and the caller, runs `fn`, replies with its result or an error. */
@@ -218,10 +295,7 @@ export class DispatcherService {
     return { busName: sender, uid: creds.uid, pid: creds.pid, cmdline, exe };
   }
 
-  async #requestSign(
-    msg: Message,
-    caller: VerifiedCaller,
-  ): Promise<{ signature: string; body: unknown[] }> {
+  async #requestSign(msg: Message, caller: VerifiedCaller): Promise<string> {
     const [payload, keySpec, contextJson] = msg.body as [Uint8Array, string, string];
     const context = parseContext(contextJson);
     await this.#watch(msg.sender);
@@ -233,7 +307,7 @@ export class DispatcherService {
       context,
     });
     this.#opts.log(`request ${id.slice(0, 8)} sign from uid ${caller.uid} pid ${caller.pid}`);
-    return { signature: "o", body: [requestPath(id)] };
+    return requestPath(id);
   }
 
   /** Watches one requester's unique name so its requests end when it leaves the bus. */
@@ -316,5 +390,24 @@ export function parseContext(json: string): SignContext {
     });
   }
   if (r.filesTruncated !== undefined) out.filesTruncated = r.filesTruncated === true;
+  return out;
+}
+
+/** {@link ItemInfo}s as D-Bus `a(oosa{ss}tt)` tuples. */
+function itemTuples(items: ItemInfo[]): unknown[] {
+  return items.map((i) => [
+    i.path,
+    i.collection,
+    i.label,
+    i.attributes,
+    BigInt(i.created),
+    BigInt(i.modified),
+  ]);
+}
+
+/** An `a{ss}` argument as a plain record (dbus-next gives an object). */
+function stringMap(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v as Record<string, unknown>)) out[k] = String(val);
   return out;
 }

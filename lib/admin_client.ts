@@ -39,6 +39,7 @@ import {
   type HistoryEntry,
   type RequestState,
   type RequestView,
+  type StoreStatus,
 } from "./protocol.ts";
 
 // The defaults of ConnectOptions are the Bus's own (connect 5 s, call 10 s), re-exported here.
@@ -248,7 +249,7 @@ export class AdminClient {
   }
 
   async #callJson(
-    member: "List" | "Get" | "History",
+    member: "List" | "Get" | "History" | "Status",
     body: unknown[],
   ): Promise<unknown> {
     const [json] = await this.#call(member, body);
@@ -310,6 +311,23 @@ export class AdminClient {
    * @param limit at most this many entries; 0 means the daemon's default (100)
    * @throws {AdminError} | {AdminUnreachableError}
    */
+  /**
+   * The secret store's state as the daemon sees its backend.
+   *
+   * @throws {AdminError} with `BAD_REPLY_ERROR` for a malformed reply; errors as {@link list}
+   */
+  async status(): Promise<StoreStatus> {
+    const value = await this.#callJson("Status", []) as Partial<StoreStatus> | null;
+    if (
+      typeof value !== "object" || value === null ||
+      !["unlocked", "locked", "unavailable"].includes(String(value.state)) ||
+      typeof value.message !== "string"
+    ) {
+      throw new AdminError(BAD_REPLY_ERROR, "Status: reply is not a store status");
+    }
+    return { state: value.state as StoreStatus["state"], message: value.message };
+  }
+
   async history(limit = 0): Promise<HistoryEntry[]> {
     if (!Number.isSafeInteger(limit) || limit < 0 || limit > 0xffffffff) {
       throw new RangeError(`bad history limit ${limit}`);
@@ -394,6 +412,15 @@ function checkRequestView(v: unknown, member: string): RequestView {
       !isObject(v.sign.reported)
     ) {
       throw bad("request sign details are malformed");
+    }
+  }
+  if (v.secret !== undefined && v.secret !== null) {
+    if (
+      !isObject(v.secret) || typeof v.secret.operation !== "string" ||
+      !Array.isArray(v.secret.items) || !isObject(v.secret.client) ||
+      !isObject(v.secret.clientCheck)
+    ) {
+      throw bad("request secret details are malformed");
     }
   }
   return v as unknown as RequestView;

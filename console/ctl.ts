@@ -252,6 +252,15 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
       print(opts.json ? safeJson(view) + "\n" : `denied ${oneLine(view)}\n`);
     });
 
+  program.command("status")
+    .description("show the secret store's state (unlocked, locked, unavailable)")
+    .option("--json", "print the StoreStatus as JSON")
+    .action(async (opts) => {
+      const st = await (await connect()).status();
+      if (opts.json) print(safeJson(st) + "\n");
+      else print(`store ${st.state}: ${escapeLine(st.message)}\n`);
+    });
+
   program.command("history")
     .description("show the decision history, newest last")
     .option("--limit <n>", "at most n entries (0 = the daemon's default, 100)", parseLimit, 0)

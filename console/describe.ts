@@ -15,6 +15,7 @@ import {
   type HistoryEntry,
   type Ident,
   type RequestView,
+  type SecretDetails,
   SHORT_ID_LENGTH,
   type SignContent,
 } from "../lib/protocol.ts";
@@ -87,6 +88,13 @@ export function formatIdent(ident: Ident | null | undefined): string {
 
 /** One-line summary of a request for lists (commit subject, tag name...), escaped. */
 export function summarize(view: RequestView): string {
+  const sec = view.secret;
+  if (sec) {
+    const items = Array.isArray(sec.items) ? sec.items : [];
+    const label = sec.label ?? items[0]?.label ?? "";
+    const more = items.length > 1 ? ` and ${items.length - 1} more` : "";
+    return escapeLine(`${sec.operation} "${label}"${more}`);
+  }
   const c = view.sign?.content;
   if (!c) return escapeLine(view.message ?? "");
   try {
@@ -263,6 +271,135 @@ function cmdline(args: string[] | null | undefined): Line[] {
   return out;
 }
 
+const OPERATION_TITLES: Record<string, string> = {
+  "read": "READ A SECRET",
+  "create": "STORE A SECRET",
+  "set-secret": "REPLACE A SECRET VALUE",
+  "set-properties": "CHANGE A SECRET'S LABEL OR ATTRIBUTES",
+  "delete": "DELETE A SECRET",
+};
+
+function attributeLines(label: string, attrs: Record<string, string> | undefined): Line[] {
+  const entries = Object.entries(attrs ?? {});
+  const out = [field(label, entries.length === 0 ? "(none)" : `${entries.length}:`)];
+  for (const [k, v] of entries.sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) {
+    out.push({
+      segs: [
+        seg(INDENT + INDENT),
+        seg(GUTTER, "dim"),
+        seg(`${escapeLine(String(k))} = ${escapeLine(String(v))}`),
+      ],
+      cont: [seg(INDENT + INDENT), seg(GUTTER, "dim")],
+    });
+  }
+  return out;
+}
+
+function secretLines(sec: SecretDetails): Line[] {
+  const out: Line[] = [];
+  out.push(heading("SECRET STORE (as the daemon read it from the store)"));
+  out.push(field("Operation", escapeLine(String(sec.operation)), "warn"));
+  if (sec.collection) {
+    out.push(
+      field(
+        "Collection",
+        `${escapeLine(String(sec.collection.label))}  (${escapeLine(String(sec.collection.path))})`,
+      ),
+    );
+  }
+  if (sec.operation === "create") {
+    out.push(field("New label", escapeLine(String(sec.label ?? ""))));
+    pushAll(out, attributeLines("Attributes", sec.attributes));
+    out.push(
+      field(
+        "Replace",
+        sec.replace
+          ? (sec.items.length > 0
+            ? `yes: overwrites ${sec.items.length} existing item(s) listed below`
+            : "yes, but no item has these attributes: a new item")
+          : "no: a new item",
+        sec.replace && sec.items.length > 0 ? "warn" : "plain",
+      ),
+    );
+  }
+  if (sec.secretSize != null) {
+    out.push(
+      field(
+        "Value",
+        `${sec.secretSize} bytes, ${escapeLine(String(sec.contentType ?? ""))} (never shown)`,
+      ),
+    );
+  }
+  if (sec.operation === "set-properties") {
+    if (sec.label !== undefined) out.push(field("New label", escapeLine(String(sec.label))));
+    if (sec.attributes !== undefined) pushAll(out, attributeLines("New attrs", sec.attributes));
+  }
+  const items = Array.isArray(sec.items) ? sec.items : [];
+  for (const [i, item] of items.entries()) {
+    out.push(BLANK);
+    out.push(heading(items.length > 1 ? `ITEM ${i + 1} of ${items.length}` : "ITEM"));
+    out.push(field("Label", escapeLine(String(item.label))));
+    out.push(field("Path", escapeLine(String(item.path))));
+    pushAll(out, attributeLines("Attributes", item.attributes));
+    out.push(field("Created", formatTime(Number(item.created) * 1000)));
+    out.push(field("Modified", formatTime(Number(item.modified) * 1000)));
+  }
+  return out;
+}
+
+function clientLines(sec: SecretDetails): Line[] {
+  const out: Line[] = [];
+  const r = sec.client ?? {};
+  const k = sec.clientCheck ?? {};
+  out.push(
+    heading(
+      "PROGRAM ASKING -- REPORTED BY THE DESKTOP AGENT (unverified: the desktop side can fake it)",
+      "reported",
+    ),
+  );
+  const opt = (label: string, v: unknown) =>
+    field(
+      label,
+      v != null ? escapeLine(String(v)) : "(not reported)",
+      v != null ? "reported" : "dim",
+    );
+  out.push(opt("Exe", r.exe));
+  if (Array.isArray(r.cmdline)) {
+    out.push(field("Cmdline", `${r.cmdline.length} arguments:`, "reported"));
+    for (const [i, a] of r.cmdline.entries()) {
+      out.push({
+        segs: [
+          seg(INDENT + INDENT),
+          seg(GUTTER, "dim"),
+          seg(`[${i}] `, "dim"),
+          seg(a === "" ? "(empty)" : escapeLine(String(a)), a === "" ? "dim" : "reported"),
+        ],
+        cont: [seg(INDENT + INDENT), seg(GUTTER, "dim")],
+      });
+    }
+  } else out.push(opt("Cmdline", null));
+  out.push(opt("Cwd", r.cwd));
+  out.push(opt("Pid", r.pid));
+  out.push(opt("Uid", r.uid));
+  out.push(opt("Bus name", r.busName));
+  out.push(BLANK);
+  out.push(heading("PROGRAM ASKING -- CHECKED by the daemon (ps, as the companion)", "verified"));
+  if (k.pid == null) out.push(field("Pid", "none reported: nothing to check", "warn"));
+  else if (k.uid == null) {
+    out.push(field("Pid", `${k.pid}: NO SUCH PROCESS (it exited, or the pid is made up)`, "error"));
+  } else {
+    out.push(field("Pid", String(k.pid), "verified"));
+    out.push(field("Runs as uid", String(k.uid), "verified"));
+    pushAll(out, cmdline(k.cmdline));
+  }
+  out.push(
+    k.consistent
+      ? field("Consistent", "yes: same user, same command line as reported", "verified")
+      : field("Consistent", "NO: the report does not match what the daemon sees", "error"),
+  );
+  return out;
+}
+
 /**
  * The full description of a request, as logical lines (to be wrapped by the caller). Nothing is
  * left out: every field of the view appears.
@@ -279,6 +416,8 @@ export function describeRequest(view: RequestView, now: number): Line[] {
     ? "SIGN A TAG"
     : view.kind === "sign.push"
     ? "SIGN A PUSH CERTIFICATE"
+    : view.secret
+    ? (OPERATION_TITLES[String(view.secret.operation)] ?? "SECRET STORE OPERATION")
     : "REQUEST";
   out.push(heading(`${title} (${kind})`));
   out.push(field("Id", escapeLine(String(view.id))));
@@ -320,13 +459,23 @@ export function describeRequest(view: RequestView, now: number): Line[] {
     out.push(BLANK);
     pushAll(out, contentLines(sign.content, sign.payloadSize));
     out.push(BLANK);
+  } else if (view.secret) {
+    pushAll(out, secretLines(view.secret));
+    out.push(BLANK);
   } else {
     out.push(text(`No further details for ${kind} requests.`, "dim"));
     out.push(BLANK);
   }
 
   const c = view.caller;
-  out.push(heading("CALLER -- VERIFIED by the daemon (D-Bus credentials, /proc)", "verified"));
+  out.push(
+    heading(
+      view.secret
+        ? "CALLER (the desktop agent's connection) -- VERIFIED by the daemon (D-Bus credentials, ps)"
+        : "CALLER -- VERIFIED by the daemon (D-Bus credentials, ps)",
+      "verified",
+    ),
+  );
   out.push(field("Uid", String(c?.uid ?? "?"), "verified"));
   out.push(
     field("Pid", c?.pid != null ? String(c.pid) : "(unknown)", c?.pid != null ? "verified" : "dim"),
@@ -340,6 +489,10 @@ export function describeRequest(view: RequestView, now: number): Line[] {
   );
   pushAll(out, cmdline(c?.cmdline));
   out.push(field("Bus name", escapeLine(String(c?.busName ?? "?")), "verified"));
+  if (view.secret) {
+    out.push(BLANK);
+    pushAll(out, clientLines(view.secret));
+  }
 
   if (sign) {
     const r = sign.reported ?? {};

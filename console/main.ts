@@ -180,6 +180,7 @@ class App {
         this.#refreshAgain = false;
         try {
           this.dispatch({ type: "list", requests: await client.list() });
+          this.dispatch({ type: "store", store: await client.status() });
         } catch (err) {
           if (err instanceof AdminUnreachableError) {
             this.dispatch({ type: "connection", status: "unreachable", error: errorText(err) });

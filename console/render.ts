@@ -73,12 +73,19 @@ function titleBar(state: UiState, cols: number): Seg[] {
   const clock = [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) =>
     String(n).padStart(2, "0")
   ).join(":");
-  const left = ` secrets-dispatcher | ${where} | ${conn}`;
+  const store = state.store === null || state.conn.status !== "connected"
+    ? ""
+    : state.store.state === "locked"
+    ? " | STORE LOCKED"
+    : state.store.state === "unavailable"
+    ? " | STORE UNAVAILABLE"
+    : "";
+  const left = ` secrets-dispatcher | ${where} | ${conn}${store}`;
   const gap = Math.max(1, cols - left.length - clock.length - 1);
   return padRow(
     [seg(
       left + " ".repeat(gap) + clock + " ",
-      state.conn.status === "unreachable" ? "error" : "title",
+      state.conn.status === "unreachable" || store !== "" ? "error" : "title",
     )],
     cols,
     "title",

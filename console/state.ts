@@ -19,7 +19,7 @@
  * @module
  */
 
-import type { HistoryEntry, RequestState, RequestView } from "../lib/protocol.ts";
+import type { HistoryEntry, RequestState, RequestView, StoreStatus } from "../lib/protocol.ts";
 import type { Style } from "./text.ts";
 import { detailRows, historyRows, pageSize } from "./render.ts";
 
@@ -90,6 +90,8 @@ export interface UiState {
   status: { text: string; tone: Style; at: number } | null;
   /** A decision in flight. */
   busy: { id: string; action: "approve" | "deny" } | null;
+  /** The secret store's state, once known (raw message). */
+  store: StoreStatus | null;
   quit: boolean;
 }
 
@@ -99,6 +101,7 @@ export type UiEvent =
   | { type: "tick"; now: number }
   | { type: "resize"; cols: number; rows: number }
   | { type: "list"; requests: RequestView[] }
+  | { type: "store"; store: StoreStatus }
   | { type: "changed"; id: string; state: RequestState | string }
   | { type: "connection"; status: ConnState["status"]; error?: string | null }
   | { type: "history"; entries: HistoryEntry[] }
@@ -134,6 +137,7 @@ export function initialState(address: string, now: number, size = { cols: 80, ro
     history: { entries: [], scroll: null, loading: false, error: null },
     status: null,
     busy: null,
+    store: null,
     quit: false,
   };
 }
@@ -540,6 +544,8 @@ export function update(state: UiState, event: UiEvent): Update {
         effects: [],
       };
     }
+    case "store":
+      return { state: { ...state, store: event.store }, effects: [] };
     case "changed": {
       let next = state;
       const d = state.detail;

@@ -1,14 +1,7 @@
 import assert from "node:assert/strict";
-import type { HistoryEntry, VerifiedCaller } from "../lib/protocol.ts";
-import { GpgError, type GpgRunner, type ResolvedKey } from "./gpg.ts";
-import type { HistorySink } from "./history.ts";
-import {
-  type Clock,
-  type Completion,
-  RequestError,
-  RequestManager,
-  type Timer,
-} from "./requests.ts";
+import type { VerifiedCaller } from "../lib/protocol.ts";
+import { type Completion, RequestError, RequestManager } from "./requests.ts";
+import { FakeClock, FakeGpg, MemoryHistory } from "./test_support.ts";
 
 const PAYLOAD = new TextEncoder().encode(
   "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n" +
@@ -16,64 +9,6 @@ const PAYLOAD = new TextEncoder().encode(
     "committer A U Thor <a@example.test> 1700000000 +0100\n\nsubject\n\nbody\n",
 );
 const CALLER: VerifiedCaller = { busName: ":1.9", uid: 1000, pid: 42, cmdline: ["git"], exe: null };
-
-class FakeClock implements Clock {
-  t = 1_000_000;
-  timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
-  now() {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): Timer {
-    const id = this.#next++;
-    this.timers.set(id, { at: this.t + ms, fn });
-    return id as unknown as Timer;
-  }
-  clearTimeout(id: Timer) {
-    this.timers.delete(id as unknown as number);
-  }
-  advance(ms: number) {
-    this.t += ms;
-    for (const [id, timer] of [...this.timers]) {
-      if (timer.at <= this.t) {
-        this.timers.delete(id);
-        timer.fn();
-      }
-    }
-  }
-}
-
-class FakeGpg implements GpgRunner {
-  signed: Uint8Array[] = [];
-  failSign = false;
-  resolveKey(spec: string): Promise<ResolvedKey> {
-    if (spec === "nobody") return Promise.reject(new GpgError("no secret key matches"));
-    return Promise.resolve({ localUser: "FPR", fingerprint: "FPR", uid: "A U Thor" });
-  }
-  sign(_key: ResolvedKey, payload: Uint8Array) {
-    if (this.failSign) {
-      return Promise.reject(new GpgError("gpg failed (exit 2)", "[GNUPG:] FAILURE sign 17\n"));
-    }
-    this.signed.push(payload);
-    return Promise.resolve({
-      signature: new TextEncoder().encode(
-        "-----BEGIN PGP SIGNATURE-----\n\nx\n-----END PGP SIGNATURE-----\n",
-      ),
-      status: "[GNUPG:] SIG_CREATED D 22 8 00 1 FPR\n",
-    });
-  }
-}
-
-class MemoryHistory implements HistorySink {
-  entries: HistoryEntry[] = [];
-  append(e: HistoryEntry) {
-    this.entries.push(e);
-    return Promise.resolve();
-  }
-  tail(n: number) {
-    return this.entries.slice(-n);
-  }
-}
 
 function setup(opts: { maxPendingPerCaller?: number } = {}) {
   const clock = new FakeClock();

@@ -1,0 +1,71 @@
+/**
+ * Test doubles of the daemon's collaborators (clock, gpg, history), shared by its unit tests.
+ *
+ * @module
+ */
+
+import type { HistoryEntry } from "../lib/protocol.ts";
+import { GpgError, type GpgRunner, type ResolvedKey } from "./gpg.ts";
+import type { HistorySink } from "./history.ts";
+import type { Clock, Timer } from "./requests.ts";
+
+/** A clock that moves only when told; timers fire on {@link FakeClock.advance}. */
+export class FakeClock implements Clock {
+  t = 1_000_000;
+  timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+  now() {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): Timer {
+    const id = this.#next++;
+    this.timers.set(id, { at: this.t + ms, fn });
+    return id as unknown as Timer;
+  }
+  clearTimeout(id: Timer) {
+    this.timers.delete(id as unknown as number);
+  }
+  advance(ms: number) {
+    this.t += ms;
+    for (const [id, timer] of [...this.timers]) {
+      if (timer.at <= this.t) {
+        this.timers.delete(id);
+        timer.fn();
+      }
+    }
+  }
+}
+
+/** A gpg that signs with a fixed signature; `nobody` is an unknown key. */
+export class FakeGpg implements GpgRunner {
+  signed: Uint8Array[] = [];
+  failSign = false;
+  resolveKey(spec: string): Promise<ResolvedKey> {
+    if (spec === "nobody") return Promise.reject(new GpgError("no secret key matches"));
+    return Promise.resolve({ localUser: "FPR", fingerprint: "FPR", uid: "A U Thor" });
+  }
+  sign(_key: ResolvedKey, payload: Uint8Array) {
+    if (this.failSign) {
+      return Promise.reject(new GpgError("gpg failed (exit 2)", "[GNUPG:] FAILURE sign 17\n"));
+    }
+    this.signed.push(payload);
+    return Promise.resolve({
+      signature: new TextEncoder().encode(
+        "-----BEGIN PGP SIGNATURE-----\n\nx\n-----END PGP SIGNATURE-----\n",
+      ),
+      status: "[GNUPG:] SIG_CREATED D 22 8 00 1 FPR\n",
+    });
+  }
+}
+
+/** A history kept in memory. */
+export class MemoryHistory implements HistorySink {
+  entries: HistoryEntry[] = [];
+  append(e: HistoryEntry) {
+    this.entries.push(e);
+    return Promise.resolve();
+  }
+  tail(n: number) {
+    return this.entries.slice(-n);
+  }
+}

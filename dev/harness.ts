@@ -11,6 +11,7 @@
 import { companionBusConfig, dispatcherPolicy } from "../deploy/dbus.ts";
 import { denoArgs, type Paths } from "../deploy/permissions.ts";
 import { AdminClient } from "../lib/admin_client.ts";
+import { Bus } from "../lib/dbus.ts";
 import type { RequestView } from "../lib/protocol.ts";
 
 /** The repository root (where `deno.json` is). */
@@ -164,12 +165,21 @@ export class Stack {
     return new Stack(await Deno.makeTempDir({ prefix }));
   }
 
-  /** Spawns a long-running process owned by this stack; its output goes to `<dir>/<name>.log`. */
+  /**
+   * Spawns a long-running process owned by this stack; its output goes to `<dir>/<name>.log`.
+   * With `stdin`, those exact bytes are written to its stdin, then EOF; otherwise stdin is null.
+   */
   async spawn(
     name: string,
     cmd: string,
     args: string[],
-    options: { env?: Record<string, string>; clearEnv?: boolean; uid?: number; gid?: number } = {},
+    options: {
+      env?: Record<string, string>;
+      clearEnv?: boolean;
+      uid?: number;
+      gid?: number;
+      stdin?: Uint8Array | string;
+    } = {},
   ): Promise<Deno.ChildProcess> {
     const child = new Deno.Command(cmd, {
       args,
@@ -177,10 +187,18 @@ export class Stack {
       clearEnv: options.clearEnv,
       uid: options.uid,
       gid: options.gid,
-      stdin: "null",
+      stdin: options.stdin === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
+    if (options.stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      const bytes = typeof options.stdin === "string"
+        ? new TextEncoder().encode(options.stdin)
+        : options.stdin;
+      await w.write(bytes).catch(() => {});
+      await w.close().catch(() => {});
+    }
     // Both streams into one log, each through its own append-mode handle.
     for (const stream of [child.stdout, child.stderr]) {
       const log = await Deno.open(`${this.dir}/${name}.log`, {
@@ -230,6 +248,77 @@ export class Stack {
     const socket = `${base}/bus`;
     await Deno.writeTextFile(`${base}/bus.conf`, companionBusConfig({ socket, user }));
     return await this.#startBus("companion-bus", `${base}/bus.conf`, socket);
+  }
+
+  /**
+   * Starts a headless gnome-keyring (`gnome-keyring-daemon --unlock --foreground
+   * --components=secrets`) on `bus`, with `password` written byte-exactly to its stdin, and waits
+   * until `org.freedesktop.secrets` has an owner there and `ReadAlias("default")` names a
+   * collection. A fresh `home` gets a `login` collection, unlocked, with that password; starting
+   * again with the same `home` and password reopens it unlocked (shared/reference/secret-service.md
+   * §2.1). The process gets a clean environment; `Stack.stop()` stops it.
+   *
+   * @param options `bus` to serve on; `password`; `home` (default `<dir>/keyring-home`, reused
+   *   across restarts); `name` of the process and its log (default `gnome-keyring`)
+   * @returns the home used, the process, and `stop()` (SIGTERM, then SIGKILL after 3 s)
+   * @throws {Error} with the keyring's log when it exits or does not get ready within 10 s
+   */
+  async gnomeKeyring(options: {
+    bus: BusInfo;
+    password: string;
+    home?: string;
+    name?: string;
+  }): Promise<{ home: string; child: Deno.ChildProcess; stop(): Promise<void> }> {
+    const home = options.home ?? `${this.dir}/keyring-home`;
+    const name = options.name ?? "gnome-keyring";
+    await Deno.mkdir(home, { recursive: true, mode: 0o700 });
+    // A fresh runtime dir per start (makeTempDir makes it 0700): no stale control socket.
+    const runtimeDir = await Deno.makeTempDir({ dir: this.dir, prefix: "xdg-run-" });
+    const child = await this.spawn(
+      name,
+      "gnome-keyring-daemon",
+      ["--unlock", "--foreground", "--components=secrets"],
+      {
+        clearEnv: true,
+        env: {
+          PATH: "/usr/bin:/bin",
+          HOME: home,
+          XDG_RUNTIME_DIR: runtimeDir,
+          DBUS_SESSION_BUS_ADDRESS: options.bus.address,
+        },
+        stdin: options.password,
+      },
+    );
+    let exited = false;
+    child.status.then(() => exited = true);
+    const bus = await Bus.connect(options.bus.address, { timeoutMs: 5000, callTimeoutMs: 2000 });
+    try {
+      await waitFor(
+        "gnome-keyring to own org.freedesktop.secrets with a default collection",
+        async () => {
+          if (exited) throw new Error("gnome-keyring-daemon exited");
+          try {
+            const [alias] = await bus.call({
+              destination: "org.freedesktop.secrets",
+              path: "/org/freedesktop/secrets",
+              interface: "org.freedesktop.Secret.Service",
+              member: "ReadAlias",
+              signature: "s",
+              body: ["default"],
+            });
+            return alias !== "/";
+          } catch {
+            return false; // not owned yet, or still starting
+          }
+        },
+      );
+    } catch (err) {
+      await this.stopProcess(child);
+      throw new Error(`${(err as Error).message}\n--- ${name} log ---\n${await this.log(name)}`);
+    } finally {
+      bus.close();
+    }
+    return { home, child, stop: () => this.stopProcess(child) };
   }
 
   async #startBus(name: string, config: string, socket: string): Promise<BusInfo> {

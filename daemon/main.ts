@@ -1,5 +1,7 @@
 /**
- * The approval daemon (runs as the companion user, `deno task daemon`).
+ * The approval daemon (runs as the companion user, `deno task daemon`): signs after approval,
+ * and is the Secret Service client of the backend (`org.freedesktop.secrets`) on the companion
+ * bus for the desktop agent's reads and writes.
  *
  * Configuration comes from the environment (a systemd unit or `.demo/env` sets it):
  *
@@ -22,7 +24,10 @@ import { Bus, errorText, systemBusAddress } from "../lib/dbus.ts";
 import { AdminService } from "./admin_service.ts";
 import { RealGpg } from "./gpg.ts";
 import { FileHistory } from "./history.ts";
+import { psProcReader } from "./proc.ts";
 import { RequestManager } from "./requests.ts";
+import { SecretRequests } from "./secret_requests.ts";
+import { SecretServiceBackend } from "./secret_service_backend.ts";
 import { DispatcherService } from "./system_service.ts";
 
 /** Daemon configuration, read from the environment. */
@@ -100,18 +105,30 @@ export async function main(): Promise<number> {
       services.dispatcher?.complete(id, requester, completion);
     },
   });
+  const proc = psProcReader();
+  const backend = new SecretServiceBackend(companionBus, { log });
+  const secrets = new SecretRequests(backend, {
+    manager,
+    clientUid: config.clientUid,
+    proc,
+    log,
+  });
   const dispatcher = new DispatcherService(systemBus, manager, {
     clientUid: config.clientUid,
+    proc,
+    secrets,
     log,
   });
   const admin = new AdminService(companionBus, {
     manager,
     history,
     adminUid: Deno.uid() ?? 0,
+    status: () => secrets.status(),
     log,
   });
   Object.assign(services, { dispatcher, admin });
   try {
+    await backend.start();
     await admin.start();
     await dispatcher.start();
   } catch (err) {

@@ -8,7 +8,7 @@
  */
 
 /** The entrypoints that run as separate processes. */
-export type Entrypoint = "daemon" | "sign" | "console" | "ctl";
+export type Entrypoint = "daemon" | "sign" | "console" | "ctl" | "agent";
 
 /** Everything a flag may name. Unused fields may be left out for entrypoints that ignore them. */
 export interface Paths {
@@ -16,6 +16,8 @@ export interface Paths {
   systemBusSocket: string;
   /** Socket of the companion's private bus (`/run/secrets-dispatcher/<user>/bus`). */
   companionBusSocket: string;
+  /** Socket of the desktop session bus (`/run/user/<uid>/bus`; agent only). */
+  sessionBusSocket?: string;
   /** The daemon's state dir (history). */
   stateDir: string;
   /** The gpg binary the daemon runs after approval (it also runs `/usr/bin/ps` about callers). */
@@ -116,6 +118,23 @@ export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
       return companionClientFlags(p, this.env);
     },
   },
+  agent: {
+    module: "agent/main.ts",
+    description: "desktop agent (desktop user): serves the Secret Service, forwards to the daemon",
+    env: ["DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS", "SD_DISPATCHER_UID"],
+    flags(p) {
+      // Deno refuses /proc/<pid>/... without --allow-all: the agent runs readlink and cat instead.
+      const bus = busFlags([p.systemBusSocket, p.sessionBusSocket ?? ""].filter((s) => s !== ""));
+      return [
+        `--allow-env=${list(this.env)}`,
+        `--allow-read=${list(bus.read)}`,
+        `--allow-write=${list(bus.write)}`,
+        `--allow-net=${list(bus.net)}`,
+        "--allow-run=/usr/bin/readlink,/usr/bin/cat",
+        "--allow-sys=uid",
+      ];
+    },
+  },
 };
 
 /**
@@ -146,6 +165,7 @@ export function denoArgs(
 export const PLACEHOLDER_PATHS: Paths = {
   systemBusSocket: "<system bus socket>",
   companionBusSocket: "<companion bus socket>",
+  sessionBusSocket: "<session bus socket>",
   stateDir: "<state dir>",
   gpg: "/usr/bin/gpg",
   gitDirs: ["<git dir>", "<common git dir>"],

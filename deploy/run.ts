@@ -1,10 +1,11 @@
 /**
- * The launcher behind `deno task daemon|console|ctl|sign`: turns the environment into exact paths,
+ * The launcher behind `deno task daemon|console|ctl|sign|agent`: turns the environment into exact paths,
  * builds the entrypoint's flags from the permission table and runs it, so that `deno.json` never
  * holds a second copy of any flag.
  *
  * Usage: `deno task <entrypoint> [args...]`. Environment: `DBUS_SYSTEM_BUS_ADDRESS`,
- * `SD_COMPANION_BUS_ADDRESS`, `SD_STATE_DIR`, `SD_GPG` (see daemon/main.ts). The signer is run
+ * `SD_COMPANION_BUS_ADDRESS`, `SD_STATE_DIR`, `SD_GPG` (see daemon/main.ts), and for the agent
+ * `DBUS_SESSION_BUS_ADDRESS` (see agent/main.ts). The signer is run
  * through its front script, which computes the git dirs.
  *
  * @module
@@ -27,12 +28,15 @@ export function pathsFromEnv(entry: Entrypoint, env: (name: string) => string | 
     if (!path) throw new Error(`${name} must be a unix:path= address, got ${address}`);
     return path;
   };
-  const usesCompanion = entry !== "sign";
+  const usesCompanion = entry !== "sign" && entry !== "agent";
   return {
     systemBusSocket: socketOf("DBUS_SYSTEM_BUS_ADDRESS", systemBusAddress(env)),
     companionBusSocket: usesCompanion
       ? socketOf("SD_COMPANION_BUS_ADDRESS", env("SD_COMPANION_BUS_ADDRESS"))
       : "",
+    sessionBusSocket: entry === "agent"
+      ? socketOf("DBUS_SESSION_BUS_ADDRESS", env("DBUS_SESSION_BUS_ADDRESS"))
+      : undefined,
     stateDir: entry === "daemon" ? (env("SD_STATE_DIR") || fail("SD_STATE_DIR is not set")) : "",
     gpg: env("SD_GPG") || "/usr/bin/gpg",
     gitDirs: [],

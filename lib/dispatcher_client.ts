@@ -154,6 +154,8 @@ export class DispatcherClient {
     const name = dispatcherName(options.uid);
     const bus = await Bus.connect(options.address, { timeoutMs: options.timeoutMs });
     const { promise: gone, reject } = Promise.withResolvers<never>();
+    // Observed here too: a failed connect closes the bus, which rejects `gone` with no client.
+    gone.catch(() => {});
     let client: DispatcherClient | undefined;
     bus.raw.on("message", (msg: Message) => {
       if (client) client.#onMessage(msg, reject);

@@ -70,15 +70,22 @@ export class NameTakenError extends Error {
   readonly owner: { busName: string | null; pid: number | null; cmdline: string[] | null };
   /**
    * @param owner who owns the name
+   * @param options `replaceTried`: the name was asked for with `REPLACE_EXISTING` (the owner
+   *   does not allow replacement)
    */
-  constructor(owner: NameTakenError["owner"]) {
+  constructor(owner: NameTakenError["owner"], options: { replaceTried: boolean }) {
     const who = owner.busName === null ? "another connection" : [
       `connection ${owner.busName}`,
       owner.pid === null
         ? ""
         : ` (pid ${owner.pid}${owner.cmdline ? `: ${owner.cmdline.join(" ")}` : ""})`,
     ].join("");
-    super(`${SECRETS_NAME} is already owned by ${who}; stop it or start with --replace`);
+    super(
+      `${SECRETS_NAME} is already owned by ${who}; ` +
+        (options.replaceTried
+          ? "it does not allow replacement: stop it first"
+          : "stop it or start with --replace"),
+    );
     this.name = "NameTakenError";
     this.owner = owner;
   }
@@ -235,7 +242,9 @@ export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
     const [reply] = await bus.callBus("RequestName", "su", [SECRETS_NAME, flags], {
       timeoutMs: 5000,
     });
-    if (reply !== 1 && reply !== 4) throw await nameTaken(bus, readProc);
+    if (reply !== 1 && reply !== 4) {
+      throw await nameTaken(bus, { readProc, replaceTried: options.replace ?? false });
+    }
   } catch (err) {
     await stop();
     throw err;
@@ -244,7 +253,10 @@ export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
 }
 
 /** Who owns the name, for the error message. */
-async function nameTaken(bus: Bus, readProc: ProcReader): Promise<NameTakenError> {
+async function nameTaken(
+  bus: Bus,
+  options: { readProc: ProcReader; replaceTried: boolean },
+): Promise<NameTakenError> {
   let busName: string | null = null;
   let pid: number | null = null;
   let cmdline: string[] | null = null;
@@ -252,7 +264,7 @@ async function nameTaken(bus: Bus, readProc: ProcReader): Promise<NameTakenError
     const [owner] = await bus.callBus("GetNameOwner", "s", [SECRETS_NAME], { timeoutMs: 2000 });
     busName = String(owner);
     pid = (await peerCredentials(bus, busName)).pid;
-    if (pid !== null) cmdline = (await readProc(pid)).cmdline;
+    if (pid !== null) cmdline = (await options.readProc(pid)).cmdline;
   } catch { /* gone meanwhile, or not ours to read */ }
-  return new NameTakenError({ busName, pid, cmdline });
+  return new NameTakenError({ busName, pid, cmdline }, options);
 }

@@ -691,10 +691,11 @@ export class SecretService {
         this.#ctx.log(`read request ${req.id} for ${describe(report)}`);
         const r = await bounded(read.result, this.#ctx.readWaitMs);
         if (r === TIMEOUT) {
+          // The request stays pending while the client stays connected: a retry joins it.
           throw isLocked(
-            `secrets-dispatcher: waiting for approval on the console (request ${
+            `secrets-dispatcher: not approved yet, waiting for the console (request ${
               req.id.slice(0, 8)
-            }); approve it there and try again`,
+            })`,
           );
         }
         if (!r.approved) throw this.#notDone(r.outcome, r.message);

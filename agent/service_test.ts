@@ -377,7 +377,7 @@ Deno.test("GetSecret waits for the human: approval in time → the value; no dec
     // No decision: IsLocked once the wait is over; the request stays pending.
     const started = Date.now();
     const why = await rejectsWith(get(), SecretErrors.IsLocked);
-    assert.match(why, /approve it there and try again/);
+    assert.match(why, /not approved yet, waiting for the console \(request [0-9a-f]{8}\)/);
     assert.ok(Date.now() - started >= 1000, "it waited");
     assert.equal(f.port.requests.length, 1);
     const pending = f.port.requests[0];

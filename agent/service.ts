@@ -14,6 +14,20 @@
  * - Object paths are the backend's, as the daemon reports them; alias paths
  *   (`/org/freedesktop/secrets/aliases/<name>`) act as the collection they name.
  *
+ * Client behaviour this relies on, verified by the tests in `agent/` (libsecret 0.20.5's
+ * secret-tool, python3-secretstorage 3.3.3):
+ * - Both handle the prompt `CreateItem` returns and wait for `Completed` with no time limit
+ *   (checked with a 30 s decision), so creating never uses the bounded wait.
+ * - `secret-tool lookup` and `search --unlock` unlock the locked search results through a
+ *   prompt; plain `search` calls `GetSecrets` on locked items (the bounded wait).
+ * - secretstorage checks `Item.Locked` before `get_secret()`/`delete()` and raises
+ *   `LockedException`: its callers must `unlock()` first (python-keyring does).
+ * - libsecret's clear (`secret-tool clear`, `git credential-libsecret erase`) deletes only the
+ *   search results listed as unlocked, so it deletes nothing for a connection whose items are
+ *   not approved for reading (it exits 1 without a message).
+ * - libsecret turns a dismissed prompt into "nothing stored/found" without an error; hence a
+ *   refusal within the wait is also the error of `Prompt()` (see `prompts.ts`).
+ *
  * @module
  */
 

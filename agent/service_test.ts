@@ -649,3 +649,39 @@ async function waitUntil(check: () => boolean): Promise<void> {
   for (let i = 0; i < 250 && !check(); i++) await new Promise((r) => setTimeout(r, 20));
   assert.ok(check(), "condition not reached in time");
 }
+
+Deno.test("a client is watched (one match rule) only while it holds state at the agent", async () => {
+  await withFixture({}, async (f) => {
+    const probe = await f.connect();
+    const rules = async () => {
+      const [stats] = await probe.call({
+        destination: "org.freedesktop.DBus",
+        path: "/org/freedesktop/DBus",
+        interface: "org.freedesktop.DBus.Debug.Stats",
+        member: "GetConnectionStats",
+        signature: "s",
+        body: [f.agentBus.uniqueName],
+      }) as [Record<string, { value: number }>];
+      return stats.MatchRules.value;
+    };
+    const settle = async (want: number) => {
+      for (let i = 0; i < 150 && await rules() !== want; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(await rules(), want);
+    };
+    const base = await rules();
+    const a = await f.connect();
+    const session = await plainSession(a);
+    assert.equal(await rules(), base + 1);
+    await call(a, session, "Close", { iface: Iface.Session });
+    await settle(base);
+
+    const b = await f.connect();
+    await plainSession(b);
+    await plainSession(b);
+    assert.equal(await rules(), base + 1, "one rule per client");
+    b.close();
+    await settle(base);
+  });
+});

@@ -252,7 +252,8 @@ Deno.test("the default alias is a real object; collections are managed on the co
       call(a, LOGIN, "Delete", { iface: Iface.Collection }),
       "org.freedesktop.DBus.Error.NotSupported",
     );
-    // A locked store shows as a locked collection.
+    // A locked store shows as a locked collection, which the agent cannot unlock: the prompt
+    // completes dismissed unless the store was unlocked (on the companion's side) meanwhile.
     f.port.status = { state: "locked", message: "locked" };
     const [locked] = await call(a, DEFAULT_ALIAS, "Get", {
       iface: Iface.Properties,
@@ -260,6 +261,20 @@ Deno.test("the default alias is a real object; collections are managed on the co
       body: [Iface.Collection, "Locked"],
     }) as [{ value: boolean }];
     assert.equal(locked.value, true);
+    for (const [state, dismissed, value] of [["locked", true, []], ["unlocked", false, [LOGIN]]]) {
+      const [unlocked, prompt] = await call(a, SERVICE_PATH, "Unlock", {
+        signature: "ao",
+        body: [[LOGIN]],
+      }) as [string[], string];
+      assert.deepEqual(unlocked, []);
+      f.port.status = { state: state as "locked" | "unlocked", message: "" };
+      const done = completed(a, prompt);
+      await call(a, prompt, "Prompt", { iface: Iface.Prompt, signature: "s", body: [""] });
+      const [d, r] = await done;
+      assert.deepEqual([d, r.signature, r.value], [dismissed, "ao", value]);
+      f.port.status = { state: "locked", message: "" };
+    }
+    assert.equal(f.port.requests.length, 0, "unlocking a collection asks nobody");
   });
 });
 

@@ -101,15 +101,23 @@ Deno.test("slow decisions: lookup waits through its prompt; search gives up and 
   }
 });
 
-Deno.test("secret-tool clear deletes nothing: libsecret clears only items it sees unlocked", async () => {
+Deno.test("secret-tool clear deletes after the human approves, and keeps the item when denied", async () => {
   await withFixture(async (f) => {
-    // libsecret's secret_service_clear searches and deletes the *unlocked* matches only, and
-    // each secret-tool run is a new connection whose items are locked until a read approval.
-    f.port.autoDecide = () => "approve";
+    // libsecret's clear searches without a session and deletes only the matches listed as
+    // unlocked; the agent lists them so for a session-less connection, and Delete asks.
     const path = f.port.addItem("Existing", { service: "demo" }, "hunter2");
+    f.port.autoDecide = () => "deny";
+    const denied = await secretTool(f, ["clear", "service", "demo"]);
+    assert.notEqual(denied.code, 0, "a denied clear is an error");
+    assert.ok(f.port.items.has(path), "denied: the item is still there");
+    assert.equal(f.port.requests.at(-1)?.kind, "delete");
+
+    f.port.autoDecide = () => "approve";
     const clear = await secretTool(f, ["clear", "service", "demo"]);
-    assert.equal(clear.code, 1, "secret-tool reports that nothing was cleared");
-    assert.ok(f.port.items.has(path));
-    assert.equal(f.port.requests.length, 0, "nothing reached the console");
+    assert.equal(clear.code, 0, clear.stderr);
+    assert.equal(f.port.items.has(path), false, "approved: the item is gone");
+    assert.equal(f.port.requests.at(-1)?.kind, "delete");
+    // Clearing reads nothing: no read request was made.
+    assert.ok(f.port.requests.every((r) => r.kind === "delete"));
   });
 });

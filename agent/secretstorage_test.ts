@@ -60,22 +60,26 @@ emit("after delete", [i.item_path for i in c.search_items({"app": "py"})])
   }
 });
 
-Deno.test("secretstorage: items of a new connection are locked until an unlock is approved", async () => {
+Deno.test("secretstorage: reads are asked for; a connection with a session sees items locked until approved", async () => {
   const f = await agentFixture({ readWaitMs: 3000 });
   try {
     f.port.addItem("Stored", { app: "py" }, "old secret");
+    f.port.addItem("Second", { app: "py2" }, "second secret");
     f.port.autoDecide = (r) => r.kind === "read" ? "approve" : "deny";
     const { out } = await python(
       f,
       `
 item = next(secretstorage.search_items(conn, {"app": "py"}))
-emit("locked", item.is_locked())
+emit("locked before any session", item.is_locked())
+emit("secret", item.get_secret().decode())
+second = next(secretstorage.search_items(conn, {"app": "py2"}))
+emit("locked with a session", second.is_locked())
 try:
-    item.get_secret()
+    second.get_secret()
 except secretstorage.exceptions.LockedException as e:
     emit("refused", "LockedException")
-emit("unlock dismissed", item.unlock())
-emit("secret", item.get_secret().decode())
+emit("unlock dismissed", second.unlock())
+emit("second", second.get_secret().decode())
 try:
     item.delete()
 except Exception as e:
@@ -88,10 +92,12 @@ except Exception as e:
 `,
     );
     assert.deepEqual(out, [
-      ["locked", true],
+      ["locked before any session", false],
+      ["secret", "old secret"],
+      ["locked with a session", true],
       ["refused", "LockedException"],
       ["unlock dismissed", false],
-      ["secret", "old secret"],
+      ["second", "second secret"],
       [
         "delete failed",
         "DBusErrorResponse",
@@ -103,7 +109,11 @@ except Exception as e:
         "[org.freedesktop.DBus.Error.AccessDenied] ('secrets-dispatcher: denied on the console',)",
       ],
     ]);
-    assert.equal(f.port.items.size, 1, "nothing deleted, nothing created");
+    assert.equal(f.port.items.size, 2, "nothing deleted, nothing created");
+    assert.deepEqual(
+      f.port.requests.map((r) => [r.kind, r.state]),
+      [["read", "done"], ["read", "done"], ["delete", "denied"], ["create", "denied"]],
+    );
   } finally {
     await f.stop();
   }

@@ -5,7 +5,10 @@
  * the human's approval.
  *
  * - An item is locked for a client connection until the human approved that connection's read
- *   of it (`Item.Locked`, the `locked` list of `SearchItems`). `Unlock` answers with a prompt
+ *   of it (`Item.Locked`, the `locked` list of `SearchItems`). One exception, for libsecret's
+ *   clear (below): a connection that has no session cannot read any value, so to it
+ *   `Service.SearchItems` lists every match as unlocked and `Item.Locked` is false; a
+ *   `GetSecret(s)` it makes after opening a session still raises a request and waits for it. `Unlock` answers with a prompt
  *   whose `Prompt()` raises a read request; `GetSecret(s)` of an item not yet approved raises
  *   (or joins) one itself and waits up to `readWaitMs` for the decision.
  * - Writes never ride on a read approval: `CreateItem` and `Item.Delete` answer with a prompt
@@ -22,9 +25,12 @@
  *   prompt; plain `search` calls `GetSecrets` on locked items (the bounded wait).
  * - secretstorage checks `Item.Locked` before `get_secret()`/`delete()` and raises
  *   `LockedException`: its callers must `unlock()` first (python-keyring does).
- * - libsecret's clear (`secret-tool clear`, `git credential-libsecret erase`) deletes only the
- *   search results listed as unlocked, so it deletes nothing for a connection whose items are
- *   not approved for reading (it exits 1 without a message).
+ * - libsecret's clear (`secret-tool clear`, `git credential-libsecret erase`, NetworkManager,
+ *   GNOME Online Accounts) searches without opening a session and deletes only the results
+ *   listed as unlocked (libsecret secret-password.c, `on_delete_searched`): hence the exception
+ *   above, so clearing reaches `Item.Delete`, whose prompt asks the human. Clients that search
+ *   before they open a session and then read (`git credential-libsecret get`) read through the
+ *   bounded wait instead of a prompt.
  * - libsecret turns a dismissed prompt into "nothing stored/found" without an error; hence a
  *   refusal within the wait is also the error of `Prompt()` (see `prompts.ts`).
  *
@@ -312,7 +318,11 @@ export class SecretService {
         const found = await port.searchItems(attributes, { client: await this.#report(call) });
         const unlocked: string[] = [];
         const locked: string[] = [];
-        for (const i of found) (approvals.approved(me, i.path) ? unlocked : locked).push(i.path);
+        // Without a session no value can be read: list all as unlocked (see the module doc).
+        const canRead = sessions.hasOwner(me);
+        for (const i of found) {
+          (!canRead || approvals.approved(me, i.path) ? unlocked : locked).push(i.path);
+        }
         return { signature: "aoao", body: [unlocked, locked] };
       }
       case "Unlock":
@@ -784,7 +794,12 @@ export class SecretService {
       case "item": {
         const i = await this.#itemAt(call.path, report);
         return {
-          Locked: new Variant("b", !this.#ctx.approvals.approved(call.sender, i.path)),
+          // As in SearchItems: a connection without a session sees items unlocked.
+          Locked: new Variant(
+            "b",
+            this.#ctx.sessions.hasOwner(call.sender) &&
+              !this.#ctx.approvals.approved(call.sender, i.path),
+          ),
           Attributes: new Variant("a{ss}", i.attributes),
           Label: new Variant("s", i.label),
           Created: new Variant("t", BigInt(i.created)),

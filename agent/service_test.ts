@@ -297,6 +297,13 @@ Deno.test("Unlock: a prompt raises the read request; approve → Completed(false
     const runPrompt = (prompt: string) =>
       call(a, prompt, "Prompt", { iface: Iface.Prompt, signature: "s", body: [""] });
 
+    // Without a session nothing can be read: libsecret's clear needs the matches unlocked.
+    assert.deepEqual(
+      await call(a, SERVICE_PATH, "SearchItems", { signature: "a{ss}", body: [{}] }),
+      [[one, two], []],
+    );
+    assert.equal(await locked(one), false);
+    await plainSession(a);
     assert.deepEqual(
       await call(a, SERVICE_PATH, "SearchItems", { signature: "a{ss}", body: [{}] }),
       [[], [one, two]],

@@ -1,8 +1,8 @@
 /**
  * `deno task bench`: the machine's part of a signed commit through the whole path (approval by
  * an automatic approver on the admin interface, i.e. no human wait) against the same commit
- * signed by plain gpg; the signer's own start-up; and the signer's module graph. Prints a table
- * and writes `bench/results/latest.json`.
+ * signed by plain gpg; the signer's own start-up; the signer's module graph; and the Secret
+ * Service path (`secrets.ts`). Prints a table and writes `bench/results/latest.json`.
  *
  * Options: `--runs N` (default 10, at least 10 for the published numbers).
  *
@@ -10,28 +10,10 @@
  */
 
 import { denoArgs } from "../deploy/permissions.ts";
-import { Approver, denoDir, ROOT, run, signStack } from "../dev/harness.ts";
-
-interface Stats {
-  runs: number;
-  medianMs: number;
-  minMs: number;
-  maxMs: number;
-}
-
-function stats(samples: number[]): Stats {
-  const s = [...samples].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-  const r = (x: number) => Math.round(x * 10) / 10;
-  return { runs: s.length, medianMs: r(median), minMs: r(s[0]), maxMs: r(s[s.length - 1]) };
-}
-
-async function time(fn: () => Promise<void>): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return performance.now() - t0;
-}
+import { Approver, denoDir, ROOT, run } from "../dev/harness.ts";
+import { secretStack } from "../dev/secret_stack.ts";
+import { benchSecrets } from "./secrets.ts";
+import { type Stats, stats, time } from "./stats.ts";
 
 async function main(args: string[]): Promise<number> {
   const i = args.indexOf("--runs");
@@ -40,7 +22,7 @@ async function main(args: string[]): Promise<number> {
     console.error("usage: deno task bench [--runs N]");
     return 2;
   }
-  const s = await signStack();
+  const s = await secretStack();
   const approver = new Approver(s.admin, () => "approve", { pollMs: 2 });
   try {
     const repo = await s.repo("bench");
@@ -150,6 +132,9 @@ async function main(args: string[]): Promise<number> {
       queue.push(...(packages[p]?.dependencies ?? []));
     }
 
+    await approver.stop();
+    const secrets = await benchSecrets(s, { runs });
+
     const result = {
       date: new Date().toISOString(),
       runs,
@@ -159,6 +144,7 @@ async function main(args: string[]): Promise<number> {
       signerStartup: stats(startup),
       bareDenoStartup: stats(bare),
       signerModules: { local, npm: [...npm].sort() },
+      secrets,
     };
     const row = (name: string, st: Stats) =>
       `| ${name.padEnd(44)} | ${String(st.medianMs).padStart(8)} | ${
@@ -172,7 +158,22 @@ async function main(args: string[]): Promise<number> {
     console.log(row("git commit -S with plain gpg", result.signedCommitPlainGpg));
     console.log(row("signer start-up (load, parse, exit)", result.signerStartup));
     console.log(row("bare deno run of an empty file", result.bareDenoStartup));
+    console.log(row("secret-tool lookup through the agent (approved)", secrets.lookupThroughAgent));
+    console.log(row("secret-tool lookup straight from gnome-keyring", secrets.lookupDirect));
+    console.log(
+      row("lookup, approval still valid, through agent", secrets.approvedLookupThroughAgent),
+    );
+    console.log(row("the same lookup straight from gnome-keyring", secrets.approvedLookupDirect));
     console.log(`\nratio through/plain: ${result.ratio}x (first-version target: 5x)`);
+    console.log(
+      `secret lookup ratio with a valid approval: ${secrets.approvedLookupRatio}x (target: 2x); ` +
+        `with an approval each time: ${secrets.lookupRatio}x`,
+    );
+    const m = secrets.rssKiB;
+    console.log(
+      `RSS daemon ${m.daemonIdle} -> ${m.daemonAfter} KiB, agent ${m.agentIdle} -> ${m.agentAfter} ` +
+        `KiB after ${m.requests} approved requests (target: growth under 10 MB)`,
+    );
     console.log(
       `signer modules: ${local.length} local (${local.join(", ")}); npm: ${
         [...npm].sort().join(", ")

@@ -1,15 +1,17 @@
 /**
  * `deno task demo [--headless]`: the whole stack as the current user in `.demo/` (or
  * `$SD_DEMO_DIR`): a system-like bus with the real policy, the companion bus, a companion GnuPG
- * home with a fresh key, the daemon, a ready repository whose `gpg.program` is the signer, and
- * the console in the foreground (DESIGN.md §10). `--headless` runs no console and prints `ready`
+ * home with a fresh key, gnome-keyring (unlocked with a demo password) on the companion bus, the
+ * daemon, a private desktop session bus with the agent serving `org.freedesktop.secrets`, a ready
+ * repository whose `gpg.program` is the signer, and the console in the foreground (DESIGN.md §10). `--headless` runs no console and prints `ready`
  * once everything answers. Ctrl-C or SIGTERM stops everything it started.
  *
  * @module
  */
 
 import { denoArgs } from "../deploy/permissions.ts";
-import { exec, ROOT, run, type SignStack, signStack } from "./harness.ts";
+import { exec, ROOT, run } from "./harness.ts";
+import { type SecretStack, secretStack } from "./secret_stack.ts";
 
 /** Shell-quotes one word for `.demo/env`. */
 function q(s: string): string {
@@ -37,10 +39,10 @@ async function main(args: string[]): Promise<number> {
   const stopped = Promise.withResolvers<void>();
   Deno.addSignalListener("SIGINT", () => stopped.resolve());
   Deno.addSignalListener("SIGTERM", () => stopped.resolve());
-  let s: SignStack | undefined;
+  let s: SecretStack | undefined;
   try {
     say(`secrets-dispatcher demo in ${realDir} (uid ${Deno.uid()})`);
-    s = await signStack({ dir: realDir });
+    s = await secretStack({ dir: realDir });
     const { systemBus, companionBus, userGnupg } = s;
     const repo = await s.repo("repo");
     await Deno.writeTextFile(`${repo}/README`, "a demo repository\n");
@@ -49,6 +51,7 @@ async function main(args: string[]): Promise<number> {
     const env = [
       `export DBUS_SYSTEM_BUS_ADDRESS=${q(systemBus.address)}`,
       `export SD_COMPANION_BUS_ADDRESS=${q(companionBus.address)}`,
+      `export DBUS_SESSION_BUS_ADDRESS=${q(s.desktopBus.address)}`,
       `export GNUPGHOME=${q(userGnupg)}`,
       `export PATH=${q(`${realDir}/bin`)}:"$PATH"`,
       `export SD_DEMO_DIR=${q(realDir)}`,
@@ -63,6 +66,8 @@ async function main(args: string[]): Promise<number> {
     say(`  source ${realDir}/env`);
     say(`  git commit -S -m "my first approved commit"     # waits for the console`);
     say(`  git verify-commit HEAD && git log --show-signature -1`);
+    say(`  printf s3cret | secret-tool store --label=Demo demo key   # waits for the console`);
+    say(`  secret-tool lookup demo key                            # waits for the console`);
     say(`  deno task --config ${ROOT}/deno.json ctl list    # the admin CLI`);
     say("");
     if (headless) {

@@ -26,7 +26,15 @@ export interface Paths {
   gitDirs: string[];
   /** The FIFO through which the signer's notes reach the terminal (signer only). */
   ttyNote?: string;
+  /**
+   * The libc the console `dlopen`s for its VT ioctls, exactly as `console/vt.ts` opens it
+   * (Deno compares `--allow-ffi` paths as strings). Default {@link DEFAULT_LIBC_PATH}.
+   */
+  libc?: string;
 }
+
+/** The console's libc: the first of `LIBC_CANDIDATES` in `console/vt.ts` (Debian, x86_64). */
+export const DEFAULT_LIBC_PATH = "/lib/x86_64-linux-gnu/libc.so.6";
 
 /** One row of the table. */
 export interface EntrypointSpec {
@@ -107,7 +115,8 @@ export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
     description: "the trusted console (companion user, on its VT): shows and decides requests",
     env: ["SD_COMPANION_BUS_ADDRESS"],
     flags(p) {
-      return companionClientFlags(p, this.env);
+      // FFI to libc for the VT ioctls on fd 0 (console/vt.ts); fd 0 itself needs no flag.
+      return [...companionClientFlags(p, this.env), `--allow-ffi=${p.libc ?? DEFAULT_LIBC_PATH}`];
     },
   },
   ctl: {

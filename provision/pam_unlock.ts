@@ -65,7 +65,7 @@ export async function handOver(
   options: { timeoutMs?: number } = {},
 ): Promise<void> {
   const timeoutMs = options.timeoutMs ?? TIMEOUT_MS;
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   let conn: Deno.UnixConn | undefined;
   const work = (async () => {
     conn = await Deno.connect({ transport: "unix", path });

@@ -31,7 +31,7 @@
  * @module
  */
 
-import { Command, CommanderError, Option } from "@commander-js/extra-typings";
+import { Command, CommanderError, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import {
   type Backend,
   checkPlainPath,
@@ -243,7 +243,7 @@ export async function main(args: string[], io: ProvisionIo = realIo): Promise<nu
     .addOption(
       new Option("--vt <n>", "VT of the approval console (7..63; default 8)").argParser((v) => {
         const n = Number(v);
-        if (!Number.isInteger(n)) throw new Error(`--vt needs a number, got ${v}`);
+        if (!Number.isInteger(n)) throw new InvalidArgumentError(`needs a number, got ${v}`);
         return n;
       }),
     )

@@ -16,7 +16,7 @@ import { companionBusConfig, dispatcherPolicy } from "../deploy/dbus.ts";
 import { type Deployment, enabledUnits, NOLOGIN_SHELL } from "../deploy/layout.ts";
 import { pamHelperScript, pamProfile } from "../deploy/pam.ts";
 import { systemUnits, tmpfilesConf } from "../deploy/units.ts";
-import type { Host } from "./host.ts";
+import type { Host, PathInfo } from "./host.ts";
 import {
   cachedModules,
   codeStep,
@@ -229,6 +229,18 @@ export function pamLinePlaced(commonAuth: string, helper: string): Status {
   return pass();
 }
 
+/**
+ * Type, owner and mode of a device node, from stat(1): Deno refuses to stat `/dev/*` without
+ * `--allow-all`.
+ */
+export async function deviceInfo(host: Host, path: string): Promise<PathInfo | null> {
+  const r = await host.exec("stat", ["-c", "%u %g %a %F", path]);
+  if (r.code !== 0) return null;
+  const [uid, gid, mode, ...type] = r.stdout.trim().split(" ");
+  const kind = type.join(" ") === "character special file" ? "char" : "other";
+  return { uid: Number(uid), gid: Number(gid), mode: parseInt(mode, 8), kind };
+}
+
 /** The console's VT: who can open and read it (check only). */
 function ttyStep(host: Host, d: Deployment): Step {
   return step({
@@ -239,7 +251,7 @@ function ttyStep(host: Host, d: Deployment): Step {
     checkOnly: true,
     fix: `chown root:tty ${d.tty} && chmod 0620 ${d.tty}; gpasswd -d ${d.user} tty`,
     async check() {
-      const info = await host.stat(d.tty);
+      const info = await deviceInfo(host, d.tty);
       if (info === null) return fail(`${d.tty} does not exist (no VT ${d.vt} on this machine)`);
       if (info.kind !== "char") return fail(`${d.tty} is a ${info.kind}`);
       const companion = await host.getUser(d.companion);

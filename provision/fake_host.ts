@@ -127,6 +127,12 @@ export class FakeHost implements Host {
         if (command[0] === "test" && command[1] === "-x") {
           return (await this.#may(user, command[2], 1)) ? ok() : bad("");
         }
+        if (command[0] === "stat" && command[2] === "%u %F") {
+          const info = await this.stat(command[3]);
+          if (!info) return bad("stat: cannot stat");
+          const type = { file: "regular file", dir: "directory", symlink: "symbolic link" };
+          return ok(`${info.uid} ${type[info.kind as keyof typeof type] ?? info.kind}\n`);
+        }
         if (command[0] === "sh" && command[2] === 'test -x "$1" && test -w "$1"') {
           return (await this.#may(user, command[4], 3)) ? ok() : bad("");
         }

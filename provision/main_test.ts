@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { FakeHost } from "./fake_host.ts";
-import { NETWORK_ENV } from "./install.ts";
+import { NETWORK_ENV, sourceFiles } from "./install.ts";
 import { main, parseBackend, type ProvisionIo, SOURCE_DIR } from "./main.ts";
 
 /** Directories every Debian root has; provisioning must leave them as it found them. */
@@ -61,7 +61,26 @@ interface World {
   run(...args: string[]): Promise<{ code: number; out: string[] }>;
 }
 
-async function world(): Promise<World> {
+/**
+ * A copy of this repository's installable files plus a minimal `agent/main.ts` (the agent is not
+ * in this branch yet), so that the agent's steps are part of the plan.
+ */
+async function sourceWithAgent(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "sd-prov-src-" });
+  for (const f of await sourceFiles(SOURCE_DIR)) {
+    await Deno.mkdir(`${dir}/${f.rel}`.replace(/\/[^/]+$/, ""), { recursive: true });
+    await Deno.copyFile(`${SOURCE_DIR}/${f.rel}`, `${dir}/${f.rel}`);
+    await Deno.chmod(`${dir}/${f.rel}`, f.mode);
+  }
+  await Deno.mkdir(`${dir}/agent`);
+  await Deno.writeTextFile(
+    `${dir}/agent/main.ts`,
+    'import { dispatcherName } from "../lib/protocol.ts";\nif (import.meta.main) console.log(dispatcherName(0));\n',
+  );
+  return dir;
+}
+
+async function world(options: { agent?: boolean } = {}): Promise<World> {
   const root = await Deno.makeTempDir({ prefix: "sd-prov-root-" });
   await Deno.chmod(root, 0o755);
   for (const d of SYSTEM_DIRS) await Deno.mkdir(`${root}/${d}`, { recursive: true });
@@ -74,7 +93,7 @@ async function world(): Promise<World> {
     host: () => Promise.resolve(host),
     uid: () => 0,
     denoPath: () => Deno.execPath(),
-    sourceDir: SOURCE_DIR,
+    sourceDir: options.agent ? await sourceWithAgent() : SOURCE_DIR,
     env: (k) => (NETWORK_ENV.includes(k) ? Deno.env.get(k) : undefined),
   };
   return {
@@ -95,7 +114,7 @@ async function world(): Promise<World> {
 const planOf = (out: string[]) => out.slice(0, out.indexOf(""));
 
 Deno.test("provision: dry-run, run, run again, check, tamper, uninstall, purge", async (t) => {
-  const w = await world();
+  const w = await world({ agent: true });
   try {
     const pristine = await snapshot(w.root);
     let firstRun: string[] = [];
@@ -141,6 +160,27 @@ Deno.test("provision: dry-run, run, run again, check, tamper, uninstall, purge",
         new TextDecoder().decode(git.stdout).trim(),
         "/usr/local/lib/secrets-dispatcher/bin/secrets-dispatcher-gpg",
       );
+      // The agent starts with her graphical session, or from XDG autostart elsewhere.
+      const unit = `${w.home}/.config/systemd/user/secrets-dispatcher-agent.service`;
+      assert.match(
+        await Deno.readTextFile(unit),
+        /^ExecStart=\/usr\/local\/lib\/secrets-dispatcher\/bin\/secrets-dispatcher-agent$/m,
+      );
+      assert.equal((await w.host.stat(unit))!.uid, 61234);
+      assert.equal(
+        await Deno.readLink(
+          `${w.home}/.config/systemd/user/graphical-session.target.wants/secrets-dispatcher-agent.service`,
+        ),
+        unit,
+      );
+      assert.match(
+        await Deno.readTextFile(`${w.home}/.config/autostart/secrets-dispatcher-agent.desktop`),
+        /^X-systemd-skip=true$/m,
+      );
+      const launcher = await Deno.readTextFile(
+        `${w.root}/usr/local/lib/secrets-dispatcher/bin/secrets-dispatcher-agent`,
+      );
+      assert.match(launcher, /\/usr\/local\/lib\/secrets-dispatcher\/agent\/main\.ts/);
       // The DENO_DIR is read-only for everyone but root.
       const denoDir = await w.host.stat(`${w.root}/usr/local/lib/secrets-dispatcher/deno-dir`);
       assert.deepEqual([denoDir!.uid, denoDir!.mode], [0, 0o755]);
@@ -219,8 +259,16 @@ Deno.test("provision: dry-run, run, run again, check, tamper, uninstall, purge",
       ]);
       const store = await w.host.stat(`${w.root}/var/lib/secrets-dispatcher/alice/state`);
       assert.deepEqual([store!.uid, store!.gid], [0, 0]);
-      // Her home is as before: no autostart leftovers, no empty .gitconfig.
-      assert.deepEqual(await Array.fromAsync(Deno.readDir(w.home)), []);
+      // Her home keeps only the (now empty) directories the autostart files were in; no files,
+      // no links, no empty .gitconfig.
+      const left: string[] = [];
+      for await (const e of Deno.readDir(w.home)) left.push(e.name);
+      assert.deepEqual(left, [".config"]);
+      const files = new Deno.Command("find", {
+        args: [w.home, "-not", "-type", "d"],
+        stdout: "piped",
+      });
+      assert.equal(new TextDecoder().decode((await files.output()).stdout), "");
     });
 
     await t.step(
@@ -247,6 +295,7 @@ Deno.test("provision: dry-run, run, run again, check, tamper, uninstall, purge",
   } finally {
     await Deno.remove(w.root, { recursive: true });
     await Deno.remove(w.home, { recursive: true });
+    await Deno.remove(w.io.sourceDir, { recursive: true });
   }
 });
 

@@ -37,6 +37,7 @@ import {
   under,
   userFileStep,
   userSymlinkStep,
+  visibleStat,
 } from "./steps.ts";
 
 /** What the plan needs besides the deployment. */
@@ -91,8 +92,8 @@ export function recordText(d: Deployment, options: { gitConfig: boolean; pam: bo
 async function reachableByCompanionOnly(host: Host, d: Deployment): Promise<string | null> {
   let cur = d.runtimeDir.replace(/\/[^/]+$/, "");
   while (cur !== "") {
-    const info = await host.stat(under(host, cur));
-    if (info && (info.uid !== 0 || info.mode & 0o022)) {
+    const info = await visibleStat(host, under(host, cur));
+    if (info && info !== "hidden" && (info.uid !== 0 || info.mode & 0o022)) {
       return `${cur} is ${info.uid}:${info.gid} ${octal(info.mode)}: writable by others than root`;
     }
     cur = cur.replace(/\/[^/]+$/, "");

@@ -58,7 +58,8 @@ export async function ensureParents(host: Host, prefixed: string): Promise<void>
   for (const part of parts.slice(1)) {
     cur += `/${part}`;
     if (cur.length <= host.root.length) continue;
-    const info = await host.stat(cur);
+    const info = await visibleStat(host, cur);
+    if (info === "hidden") continue;
     if (info === null) {
       await Deno.mkdir(cur);
       await Deno.chmod(cur, 0o755);
@@ -66,6 +67,19 @@ export async function ensureParents(host: Host, prefixed: string): Promise<void>
     } else if (info.kind !== "dir") {
       throw new Error(`${cur} is not a directory`);
     }
+  }
+}
+
+/**
+ * {@link Host.stat}, or `"hidden"` for a path outside the `--allow-read` list of the provision
+ * task (`/etc`, `/usr`, `/run` themselves): those exist on every system and are not ours.
+ */
+export async function visibleStat(host: Host, path: string): Promise<PathInfo | null | "hidden"> {
+  try {
+    return await host.stat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotCapable) return "hidden";
+    throw err;
   }
 }
 
@@ -375,9 +389,23 @@ export function execAs(
 async function homeMissing(host: Host, user: { name: string; home: string }) {
   const u = await host.getUser(user.name);
   if (!u) return `user ${user.name} does not exist`;
-  const info = await host.stat(user.home);
-  if (info?.kind !== "dir") return `${user.home} does not exist`;
-  return null;
+  const r = await execAs(host, user, ["test", "-d", user.home]);
+  return r.code === 0 ? null : `${user.home} does not exist`;
+}
+
+/**
+ * Owner uid and file type of a path in the desktop user's home, looked at by her (stat(1)): root
+ * does not walk directories she controls. Null when it does not exist.
+ */
+async function statAs(
+  host: Host,
+  user: { name: string; home: string },
+  path: string,
+): Promise<{ uid: number; kind: string } | null> {
+  const r = await execAs(host, user, ["stat", "-c", "%u %F", path]);
+  if (r.code !== 0) return null;
+  const [uid, ...type] = r.stdout.trim().split(" ");
+  return { uid: Number(uid), kind: type.join(" ") };
 }
 
 /**
@@ -403,9 +431,9 @@ export function userFileStep(
     async check() {
       const missing = await homeMissing(host, spec.user);
       if (missing) return fail(missing);
-      const info = await host.stat(spec.path);
+      const info = await statAs(host, spec.user, spec.path);
       if (info === null) return fail("missing");
-      if (info.kind !== "file") return fail(`is a ${info.kind}, expected a file`);
+      if (info.kind !== "regular file") return fail(`is a ${info.kind}, expected a file`);
       if (info.uid !== spec.user.uid) {
         return fail(`owned by uid ${info.uid}, not ${spec.user.name}`);
       }
@@ -429,7 +457,6 @@ export function userFileStep(
     },
     async undo() {
       if (await homeMissing(host, spec.user)) return;
-      if (await host.stat(spec.path) === null) return;
       const r = await execAs(host, spec.user, ["rm", "-f", spec.path]);
       if (r.code !== 0) throw new Error(`removing ${spec.path}: ${r.stderr.trim()}`);
     },
@@ -455,10 +482,10 @@ export function userSymlinkStep(
     async check() {
       const missing = await homeMissing(host, spec.user);
       if (missing) return fail(missing);
-      const info = await host.stat(spec.path);
+      const info = await statAs(host, spec.user, spec.path);
       if (info === null) return fail("missing");
-      if (info.kind !== "symlink") return fail(`is a ${info.kind}, expected a symlink`);
-      const target = await Deno.readLink(spec.path);
+      if (info.kind !== "symbolic link") return fail(`is a ${info.kind}, expected a symlink`);
+      const target = (await execAs(host, spec.user, ["readlink", spec.path])).stdout.trim();
       return target === spec.target ? pass() : fail(`points to ${target}`);
     },
     async apply() {
@@ -477,7 +504,6 @@ export function userSymlinkStep(
     },
     async undo() {
       if (await homeMissing(host, spec.user)) return;
-      if (await host.stat(spec.path) === null) return;
       const r = await execAs(host, spec.user, ["rm", "-f", spec.path]);
       if (r.code !== 0) throw new Error(`removing ${spec.path}: ${r.stderr.trim()}`);
     },

@@ -113,7 +113,9 @@ export class FakeHost implements Host {
         return ok();
       }
       case "runuser": {
-        const user = this.users.get(args[1]);
+        const user = args[1] === "root"
+          ? { name: "root", uid: 0, gid: 0, home: "/root", shell: "/bin/sh" }
+          : this.users.get(args[1]);
         if (!user) return bad(`runuser: user ${args[1]} does not exist`);
         const argv = args.slice(args.indexOf("--") + 1);
         // Skip "/usr/bin/env -i VAR=…" to the command itself.

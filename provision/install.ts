@@ -185,6 +185,13 @@ export function codeStep(
   });
 }
 
+/**
+ * The pinned Deno is run through `runuser -u root` (with a clean environment), not spawned by
+ * provisioning itself: Deno forbids writing to a binary named in `--allow-run`, and provisioning
+ * must be able to replace and remove this one.
+ */
+const ROOT_USER = { name: "root", home: "/root" };
+
 /** The expected first line of `deno --version` for the running Deno. */
 export function denoVersionLine(): string {
   return `deno ${Deno.version.deno}`;
@@ -208,7 +215,7 @@ export function denoBinaryStep(host: Host, d: Deployment, options: { source: str
       if (info.kind !== "file" || info.uid !== 0 || info.gid !== 0 || info.mode !== 0o755) {
         return fail(`${info.kind} ${info.uid}:${info.gid} ${octal(info.mode)}, expected root 0755`);
       }
-      const r = await host.exec(path, ["--version"]);
+      const r = await execAs(host, ROOT_USER, [path, "--version"]);
       const first = r.stdout.split("\n")[0].split(" (")[0];
       return first === denoVersionLine()
         ? pass()
@@ -324,16 +331,17 @@ export function denoDirStep(
     },
     async apply() {
       await ensureParents(host, `${dir}/x`);
-      const r = await host.exec(deno, [
+      const env = { ...options.networkEnv, DENO_DIR: dir, DENO_NO_UPDATE_CHECK: "1" };
+      const r = await execAs(host, ROOT_USER, [
+        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        deno,
         "install",
         "--frozen",
         "--quiet",
+        `--config=${install}/deno.json`,
         "--entrypoint",
         ...modules,
-      ], {
-        cwd: install,
-        env: { ...options.networkEnv, DENO_DIR: dir, DENO_NO_UPDATE_CHECK: "1" },
-      });
+      ]);
       if (r.code !== 0) throw new Error(`deno install: ${r.stderr.trim()}`);
       for (const e of [{ rel: "", isDir: true }, ...await listTree(dir)]) {
         const path = e.rel ? `${dir}/${e.rel}` : dir;

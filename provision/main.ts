@@ -25,8 +25,9 @@
  * action; 2 usage or configuration error (not root, unknown user, bad option).
  *
  * Permissions (`deno task provision`): see deno.json; runs only `useradd`, `usermod`,
- * `userdel`, `getent`, `runuser`, `chown`, `install`, `systemctl`, `systemd-analyze`,
- * `pam-auth-update` and the pinned Deno.
+ * `userdel`, `getent`, `runuser`, `chown`, `stat`, `install`, `systemctl`, `systemd-analyze`,
+ * `pam-auth-update`; the pinned Deno runs through `runuser -u root` (Deno refuses writes to a
+ * binary named in `--allow-run`, and provisioning replaces this one).
  *
  * @module
  */

@@ -130,12 +130,15 @@ function verifyUnitsStep(host: Host, d: Deployment): Step {
       if (host.root !== "") {
         return skip("--root is set: verify needs the programs at their real paths");
       }
+      for (const f of files) {
+        if ((await host.stat(f)) === null) return skip(`${f} is not written yet`);
+      }
       const r = await host.exec("systemd-analyze", ["verify", "--man=no", ...files]);
       const bad = r.stderr.split("\n").filter((l) =>
         /Unknown key|Unknown section|Failed to|Invalid|not executable|Missing|bad-setting/i.test(l)
       );
       if (r.code !== 0 || bad.length) {
-        return fail((bad.length ? bad : [r.stderr.trim()]).join("; "));
+        return fail((bad.length ? bad : r.stderr.trim().split("\n")).join("; "));
       }
       return pass();
     },

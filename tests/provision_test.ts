@@ -165,14 +165,14 @@ Deno.test({
             "SKIP  PAM hand-off active",
             "SKIP  companion units run while sdprov-alice is logged in (user@61010.service active)",
           ]);
-          assert.ok(check.out.some((l) => /^PASS  DENO_DIR .* complete/.test(l)));
+          assert.ok(check.out.some((l) => /^PASS {2}DENO_DIR .* complete/.test(l)));
           assert.ok(
             check.out.some((l) =>
-              /^PASS  companion bus dir, reachable by the companion only/.test(l)
+              /^PASS {2}companion bus dir, reachable by the companion only/.test(l)
             ),
           );
-          assert.ok(check.out.some((l) => /^PASS  \/dev\/tty9/.test(l)));
-          assert.ok(check.out.some((l) => /^PASS  companion units enabled/.test(l)));
+          assert.ok(check.out.some((l) => /^PASS {2}\/dev\/tty9/.test(l)));
+          assert.ok(check.out.some((l) => /^PASS {2}companion units enabled/.test(l)));
           assert.equal(check.out.at(-2), "all checks passed");
           const again = await provision(root);
           assert.equal(again.code, 0);

@@ -127,6 +127,10 @@ export class FakeHost implements Host {
         }
         const command = argv.slice(i);
         if (command[0] === "test" && command[1] === "-x") {
+          // Programs outside the root prefix are looked at as they are.
+          if (!command[2].startsWith(this.root)) {
+            return await execClean("test", ["-x", command[2]]);
+          }
           return (await this.#may(user, command[2], 1)) ? ok() : bad("");
         }
         if (command[0] === "stat" && command[2] === "%u %F") {

@@ -245,6 +245,28 @@ export async function deviceInfo(host: Host, path: string): Promise<PathInfo | n
   return { uid: Number(uid), gid: Number(gid), mode: parseInt(mode, 8), kind };
 }
 
+/** The programs the units run besides Deno exist and the companion may run them (check only). */
+function programsStep(host: Host, d: Deployment): Step {
+  const programs = [d.dbusDaemon, d.backend.argv[0], d.gpg];
+  return step({
+    id: "programs",
+    title: `${d.companion} can run ${programs.join(", ")}`,
+    actions: [],
+    checkOnly: true,
+    fix:
+      `install the missing program (Debian: apt-get install dbus-daemon gnome-keyring gnupg), or pick another --backend`,
+    async check() {
+      if (!(await host.getUser(d.companion))) return fail(`no user ${d.companion} yet`);
+      const missing: string[] = [];
+      for (const p of programs) {
+        const r = await execAs(host, { name: d.companion, home: "/" }, ["test", "-x", p]);
+        if (r.code !== 0) missing.push(p);
+      }
+      return missing.length ? fail(`cannot run ${missing.join(", ")}`) : pass();
+    },
+  });
+}
+
 /** The console's VT: who can open and read it (check only). */
 function ttyStep(host: Host, d: Deployment): Step {
   return step({
@@ -484,7 +506,7 @@ export function buildPlan(host: Host, d: Deployment, options: PlanOptions): Plan
       pamEnableStep(host, d),
     );
   }
-  add(ttyStep(host, d));
+  add(programsStep(host, d), ttyStep(host, d));
 
   // The desktop side, written as the desktop user.
   if (hasAgent) {

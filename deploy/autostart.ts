@@ -1,0 +1,213 @@
+/**
+ * The desktop agent's start-up files, as pure functions from a {@link Deployment} to file text:
+ * a launcher script, the XDG autostart entry and the `systemd --user` unit bound to
+ * `graphical-session.target`, both of which run the launcher. Plus the small `gpg.program`
+ * wrapper git runs for signing.
+ *
+ * Start-up rule (two mechanisms, one agent):
+ * - Desktops whose session is managed by systemd (GNOME ≥ 3.34, KDE Plasma ≥ 5.25) start the
+ *   user unit through `graphical-session.target`; they skip the autostart entry
+ *   (`X-GNOME-HiddenUnderSystemd=true` for gnome-session, `X-systemd-skip=true` for
+ *   systemd-xdg-autostart-generator(8)).
+ * - Other desktops (XFCE, MATE, LXQt …) run the autostart entry.
+ * Should both run anyway, the second agent cannot own `org.freedesktop.secrets` and must exit.
+ *
+ * @module
+ */
+
+import {
+  denoArgs,
+  type Entrypoint,
+  ENTRYPOINTS,
+  type EntrypointSpec,
+  type Paths,
+} from "./permissions.ts";
+import type { Deployment } from "./layout.ts";
+import { UNSET_ENV } from "./units.ts";
+
+/** The agent's module, relative to the install dir. */
+export const AGENT_MODULE = "agent/main.ts";
+
+/**
+ * TEMPORARY fallback, used only while `deploy/permissions.ts` has no "agent" row (it is being
+ * added on main together with `agent/main.ts` and the `Paths.sessionBusSocket` field). It
+ * mirrors what that row is announced to give: env `DBUS_SESSION_BUS_ADDRESS`,
+ * `DBUS_SYSTEM_BUS_ADDRESS`, `SD_DISPATCHER_UID`; read/write/net on the two bus sockets; read on
+ * `/proc` (DESIGN.md §7). Delete it once the row exists: {@link agentDenoArgs} already prefers
+ * the table.
+ */
+function agentArgsWithoutTableRow(
+  paths: { sessionBusSocket: string; systemBusSocket: string },
+  root: string,
+): string[] {
+  const sockets = [paths.sessionBusSocket, paths.systemBusSocket];
+  return [
+    "run",
+    "--no-prompt",
+    "--cached-only",
+    "--frozen",
+    `--config=${root}/deno.json`,
+    "--allow-env=DBUS_SESSION_BUS_ADDRESS,DBUS_SYSTEM_BUS_ADDRESS,SD_DISPATCHER_UID",
+    `--allow-read=${[...sockets, "/proc"].join(",")}`,
+    `--allow-write=${sockets.join(",")}`,
+    `--allow-net=${sockets.map((s) => `unix:${s}`).join(",")}`,
+    "--allow-sys=uid",
+    `${root}/${AGENT_MODULE}`,
+  ];
+}
+
+/** True when the permission table has an "agent" row. */
+export function tableHasAgent(): boolean {
+  return (ENTRYPOINTS as Record<string, EntrypointSpec | undefined>)["agent"] !== undefined;
+}
+
+/**
+ * The agent's `deno` arguments: `denoArgs("agent", …)` from the permission table when it has
+ * that row, else the clearly temporary {@link agentArgsWithoutTableRow}.
+ *
+ * @param paths the desktop session bus socket and the system bus socket
+ * @param options `root`, the install dir the module path is resolved against
+ */
+export function agentDenoArgs(
+  paths: { sessionBusSocket: string; systemBusSocket: string },
+  options: { root: string },
+): string[] {
+  if (tableHasAgent()) {
+    const full: Paths & { sessionBusSocket: string } = {
+      systemBusSocket: paths.systemBusSocket,
+      sessionBusSocket: paths.sessionBusSocket,
+      companionBusSocket: "",
+      stateDir: "",
+      gpg: "",
+      gitDirs: [],
+    };
+    return denoArgs("agent" as Entrypoint, { paths: full, root: options.root });
+  }
+  return agentArgsWithoutTableRow(paths, options.root);
+}
+
+/** Single-quotes a word for POSIX sh. */
+export function shQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Double-quotes a word for sh, allowing only the given `$name` expansions in it.
+ *
+ * @throws {Error} when the word holds any other `$`, a backquote, `"` or `\`
+ */
+function shDoubleQuote(word: string, vars: string[]): string {
+  let rest = word;
+  for (const v of vars) rest = rest.split(`$${v}`).join("");
+  if (/[$`"\\]/.test(rest)) throw new Error(`cannot put ${word} into the launcher`);
+  return `"${word}"`;
+}
+
+/**
+ * The agent launcher (runs as the desktop user, from the autostart entry or the user unit): takes
+ * the two bus sockets from `$DBUS_SESSION_BUS_ADDRESS` (default `$XDG_RUNTIME_DIR/bus`) and
+ * `$DBUS_SYSTEM_BUS_ADDRESS` (default the standard socket), refuses anything but `unix:path=`
+ * (the path ends at the first `,` or `;`, as in D-Bus addresses, so it never widens Deno's
+ * comma-separated permission lists), and runs the agent with the pinned Deno, the read-only
+ * `DENO_DIR` and flags scoped to exactly those sockets.
+ *
+ * Exit status: the agent's; 2 for an unsupported bus address.
+ */
+export function agentLauncherScript(d: Deployment): string {
+  const args = agentDenoArgs({ sessionBusSocket: "$session", systemBusSocket: "$system" }, {
+    root: d.installDir,
+  });
+  const line = [shQuote(d.deno), ...args.map((a) => shDoubleQuote(a, ["session", "system"]))]
+    .join(" ");
+  return `#!/bin/sh
+# secrets-dispatcher desktop agent launcher (runs as the desktop user).
+# Generated by secrets-dispatcher provisioning; do not edit (re-run provision).
+set -u
+fail() {
+  echo "secrets-dispatcher-agent: $1" >&2
+  exit 2
+}
+socket_of() {
+  case $1 in
+    unix:path=*) s=\${1#unix:path=}; printf '%s\\n' "\${s%%[,;]*}" ;;
+    *) return 1 ;;
+  esac
+}
+session=$(socket_of "\${DBUS_SESSION_BUS_ADDRESS:-unix:path=\${XDG_RUNTIME_DIR:-/run/user/$(id -u)}/bus}") ||
+  fail "only unix:path= session bus addresses are supported"
+system=$(socket_of "\${DBUS_SYSTEM_BUS_ADDRESS:-unix:path=${d.systemBusSocket}}") ||
+  fail "only unix:path= system bus addresses are supported"
+unset ${UNSET_ENV.join(" ")}
+DENO_DIR=${shQuote(d.denoDir)}
+DENO_NO_UPDATE_CHECK=1
+export DENO_DIR DENO_NO_UPDATE_CHECK
+exec ${line}
+`;
+}
+
+/**
+ * The XDG autostart entry (Desktop Entry Specification; `~/.config/autostart/`), skipped by
+ * systemd-managed sessions, which start {@link agentUserUnit} instead.
+ */
+export function agentDesktopEntry(d: Deployment): string {
+  return `[Desktop Entry]
+# Generated by secrets-dispatcher provisioning; do not edit (re-run provision).
+Type=Application
+Name=secrets-dispatcher agent
+Comment=Secret Service for this desktop; approvals happen on VT ${d.vt}
+Exec=${d.agentLauncher}
+Terminal=false
+NoDisplay=true
+X-GNOME-Autostart-enabled=true
+X-GNOME-HiddenUnderSystemd=true
+X-systemd-skip=true
+`;
+}
+
+/**
+ * The agent's `systemd --user` unit (systemd.unit(5)): part of the graphical session, started
+ * with it and stopped with it. User managers cannot drop privileges, so only the sandboxing that
+ * works unprivileged is set (no-new-privileges, seccomp-based address family and personality
+ * locks).
+ */
+export function agentUserUnit(d: Deployment): string {
+  return `# ${d.units.agent}: the secrets-dispatcher desktop agent (Secret Service front) of ${d.user}
+# Generated by secrets-dispatcher provisioning; do not edit (re-run provision).
+
+[Unit]
+Description=secrets-dispatcher desktop agent (approvals on VT ${d.vt})
+PartOf=graphical-session.target
+After=graphical-session.target
+
+[Service]
+Type=simple
+ExecStart=${d.agentLauncher}
+Restart=on-failure
+RestartSec=2
+NoNewPrivileges=yes
+RestrictAddressFamilies=AF_UNIX
+LockPersonality=yes
+SystemCallArchitectures=native
+UnsetEnvironment=${UNSET_ENV.join(" ")}
+
+[Install]
+WantedBy=graphical-session.target
+`;
+}
+
+/**
+ * The `gpg.program` wrapper: runs the installed `sign/gpg_front.sh` with the pinned Deno and the
+ * read-only `DENO_DIR` (the desktop user's own Deno cache has none of our dependencies).
+ */
+export function gpgWrapperScript(d: Deployment): string {
+  return `#!/bin/sh
+# secrets-dispatcher gpg.program for git (runs as the desktop user).
+# Generated by secrets-dispatcher provisioning; do not edit (re-run provision).
+unset ${UNSET_ENV.join(" ")}
+SD_DENO=${shQuote(d.deno)}
+DENO_DIR=${shQuote(d.denoDir)}
+DENO_NO_UPDATE_CHECK=1
+export SD_DENO DENO_DIR DENO_NO_UPDATE_CHECK
+exec ${shQuote(`${d.installDir}/sign/gpg_front.sh`)} "$@"
+`;
+}

@@ -15,13 +15,7 @@
  * @module
  */
 
-import {
-  denoArgs,
-  type Entrypoint,
-  ENTRYPOINTS,
-  type EntrypointSpec,
-  type Paths,
-} from "./permissions.ts";
+import { denoArgs, type Paths } from "./permissions.ts";
 import type { Deployment } from "./layout.ts";
 import { UNSET_ENV } from "./units.ts";
 
@@ -29,41 +23,7 @@ import { UNSET_ENV } from "./units.ts";
 export const AGENT_MODULE = "agent/main.ts";
 
 /**
- * TEMPORARY fallback, used only while `deploy/permissions.ts` has no "agent" row (it is being
- * added on main together with `agent/main.ts` and the `Paths.sessionBusSocket` field). It
- * mirrors what that row is announced to give: env `DBUS_SESSION_BUS_ADDRESS`,
- * `DBUS_SYSTEM_BUS_ADDRESS`, `SD_DISPATCHER_UID`; read/write/net on the two bus sockets; read on
- * `/proc` (DESIGN.md §7). Delete it once the row exists: {@link agentDenoArgs} already prefers
- * the table.
- */
-function agentArgsWithoutTableRow(
-  paths: { sessionBusSocket: string; systemBusSocket: string },
-  root: string,
-): string[] {
-  const sockets = [paths.sessionBusSocket, paths.systemBusSocket];
-  return [
-    "run",
-    "--no-prompt",
-    "--cached-only",
-    "--frozen",
-    `--config=${root}/deno.json`,
-    "--allow-env=DBUS_SESSION_BUS_ADDRESS,DBUS_SYSTEM_BUS_ADDRESS,SD_DISPATCHER_UID",
-    `--allow-read=${[...sockets, "/proc"].join(",")}`,
-    `--allow-write=${sockets.join(",")}`,
-    `--allow-net=${sockets.map((s) => `unix:${s}`).join(",")}`,
-    "--allow-sys=uid",
-    `${root}/${AGENT_MODULE}`,
-  ];
-}
-
-/** True when the permission table has an "agent" row. */
-export function tableHasAgent(): boolean {
-  return (ENTRYPOINTS as Record<string, EntrypointSpec | undefined>)["agent"] !== undefined;
-}
-
-/**
- * The agent's `deno` arguments: `denoArgs("agent", …)` from the permission table when it has
- * that row, else the clearly temporary {@link agentArgsWithoutTableRow}.
+ * The agent's `deno` arguments, from the permission table's "agent" row.
  *
  * @param paths the desktop session bus socket and the system bus socket
  * @param options `root`, the install dir the module path is resolved against
@@ -72,18 +32,15 @@ export function agentDenoArgs(
   paths: { sessionBusSocket: string; systemBusSocket: string },
   options: { root: string },
 ): string[] {
-  if (tableHasAgent()) {
-    const full: Paths & { sessionBusSocket: string } = {
-      systemBusSocket: paths.systemBusSocket,
-      sessionBusSocket: paths.sessionBusSocket,
-      companionBusSocket: "",
-      stateDir: "",
-      gpg: "",
-      gitDirs: [],
-    };
-    return denoArgs("agent" as Entrypoint, { paths: full, root: options.root });
-  }
-  return agentArgsWithoutTableRow(paths, options.root);
+  const full: Paths = {
+    systemBusSocket: paths.systemBusSocket,
+    sessionBusSocket: paths.sessionBusSocket,
+    companionBusSocket: "",
+    stateDir: "",
+    gpg: "",
+    gitDirs: [],
+  };
+  return denoArgs("agent", { paths: full, root: options.root });
 }
 
 /** Single-quotes a word for POSIX sh. */

@@ -1,16 +1,14 @@
 import assert from "node:assert/strict";
 import {
-  AGENT_MODULE,
   agentDenoArgs,
   agentDesktopEntry,
   agentLauncherScript,
   agentUserUnit,
   gpgWrapperScript,
   shQuote,
-  tableHasAgent,
 } from "./autostart.ts";
 import { type Deployment, deployment } from "./layout.ts";
-import { denoArgs, type Entrypoint, type Paths } from "./permissions.ts";
+import { denoArgs, type Paths } from "./permissions.ts";
 
 const GNOME = { kind: "gnome-keyring" as const, argv: ["/usr/bin/gnome-keyring-daemon"] };
 
@@ -25,38 +23,19 @@ function alice(installDir = "/usr/local/lib/secrets-dispatcher"): Deployment {
   });
 }
 
-Deno.test("the agent's command comes from the permission table once it has the row", () => {
+Deno.test("the agent's command comes from the permission table", () => {
   const sockets = {
     sessionBusSocket: "/run/user/1000/bus",
     systemBusSocket: "/run/dbus/system_bus_socket",
   };
   const args = agentDenoArgs(sockets, { root: "/opt/sd" });
-  if (tableHasAgent()) {
-    const paths: Paths & { sessionBusSocket: string } = {
-      ...sockets,
-      companionBusSocket: "",
-      stateDir: "",
-      gpg: "",
-      gitDirs: [],
-    };
-    assert.deepEqual(args, denoArgs("agent" as Entrypoint, { paths, root: "/opt/sd" }));
-  } else {
-    // The temporary fallback: the row as announced (DESIGN.md §7), nothing broader.
-    assert.deepEqual(args, [
-      "run",
-      "--no-prompt",
-      "--cached-only",
-      "--frozen",
-      "--config=/opt/sd/deno.json",
-      "--allow-env=DBUS_SESSION_BUS_ADDRESS,DBUS_SYSTEM_BUS_ADDRESS,SD_DISPATCHER_UID",
-      "--allow-read=/run/user/1000/bus,/run/dbus/system_bus_socket,/proc",
-      "--allow-write=/run/user/1000/bus,/run/dbus/system_bus_socket",
-      "--allow-net=unix:/run/user/1000/bus,unix:/run/dbus/system_bus_socket",
-      "--allow-sys=uid",
-      `/opt/sd/${AGENT_MODULE}`,
-    ]);
+  const paths: Paths = { ...sockets, companionBusSocket: "", stateDir: "", gpg: "", gitDirs: [] };
+  assert.deepEqual(args, denoArgs("agent", { paths, root: "/opt/sd" }));
+  assert.ok(args.includes("--allow-read=/run/dbus/system_bus_socket,/run/user/1000/bus"));
+  for (const a of args) {
+    assert.doesNotMatch(a, /^--allow-all$|^-A$/);
+    if (a.startsWith("--allow-run")) assert.equal(a, "--allow-run=/usr/bin/readlink,/usr/bin/cat");
   }
-  for (const a of args) assert.doesNotMatch(a, /^--allow-all$|^-A$|^--allow-run/);
 });
 
 Deno.test("the autostart entry and the user unit both run the launcher, once per session", () => {
@@ -161,7 +140,7 @@ Deno.test("the launcher scopes the agent to the sockets of the buses it is given
     // Defaults: $XDG_RUNTIME_DIR/bus and the standard system socket.
     await sh(script, { ...base, XDG_RUNTIME_DIR: "/run/user/42" });
     const defaults = await recorded(fake.out);
-    assert.ok(defaults.args.includes("--allow-write=/run/user/42/bus,/run/dbus/system_bus_socket"));
+    assert.ok(defaults.args.includes("--allow-write=/run/dbus/system_bus_socket,/run/user/42/bus"));
 
     // Refusal: other transports.
     await Deno.remove(fake.out);

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { FakeHost } from "./fake_host.ts";
-import { NETWORK_ENV, sourceFiles } from "./install.ts";
+import { NETWORK_ENV } from "./install.ts";
 import { main, parseBackend, type ProvisionIo, SOURCE_DIR } from "./main.ts";
 
 /** Directories every Debian root has; provisioning must leave them as it found them. */
@@ -61,26 +61,7 @@ interface World {
   run(...args: string[]): Promise<{ code: number; out: string[] }>;
 }
 
-/**
- * A copy of this repository's installable files plus a minimal `agent/main.ts` (the agent is not
- * in this branch yet), so that the agent's steps are part of the plan.
- */
-async function sourceWithAgent(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "sd-prov-src-" });
-  for (const f of await sourceFiles(SOURCE_DIR)) {
-    await Deno.mkdir(`${dir}/${f.rel}`.replace(/\/[^/]+$/, ""), { recursive: true });
-    await Deno.copyFile(`${SOURCE_DIR}/${f.rel}`, `${dir}/${f.rel}`);
-    await Deno.chmod(`${dir}/${f.rel}`, f.mode);
-  }
-  await Deno.mkdir(`${dir}/agent`);
-  await Deno.writeTextFile(
-    `${dir}/agent/main.ts`,
-    'import { dispatcherName } from "../lib/protocol.ts";\nif (import.meta.main) console.log(dispatcherName(0));\n',
-  );
-  return dir;
-}
-
-async function world(options: { agent?: boolean } = {}): Promise<World> {
+async function world(): Promise<World> {
   const root = await Deno.makeTempDir({ prefix: "sd-prov-root-" });
   await Deno.chmod(root, 0o755);
   for (const d of SYSTEM_DIRS) await Deno.mkdir(`${root}/${d}`, { recursive: true });
@@ -93,7 +74,7 @@ async function world(options: { agent?: boolean } = {}): Promise<World> {
     host: () => Promise.resolve(host),
     uid: () => 0,
     denoPath: () => Deno.execPath(),
-    sourceDir: options.agent ? await sourceWithAgent() : SOURCE_DIR,
+    sourceDir: SOURCE_DIR,
     env: (k) => (NETWORK_ENV.includes(k) ? Deno.env.get(k) : undefined),
   };
   return {
@@ -114,7 +95,7 @@ async function world(options: { agent?: boolean } = {}): Promise<World> {
 const planOf = (out: string[]) => out.slice(0, out.indexOf(""));
 
 Deno.test("provision: dry-run, run, run again, check, tamper, uninstall, purge", async (t) => {
-  const w = await world({ agent: true });
+  const w = await world();
   try {
     const pristine = await snapshot(w.root);
     let firstRun: string[] = [];
@@ -259,11 +240,11 @@ Deno.test("provision: dry-run, run, run again, check, tamper, uninstall, purge",
       ]);
       const store = await w.host.stat(`${w.root}/var/lib/secrets-dispatcher/alice/state`);
       assert.deepEqual([store!.uid, store!.gid], [0, 0]);
-      // Her home keeps only the (now empty) directories the autostart files were in; no files,
-      // no links, no empty .gitconfig.
+      // Her home is as before: no files, no links, no empty .gitconfig, and the directories
+      // made for the agent's files are gone too.
       const left: string[] = [];
       for await (const e of Deno.readDir(w.home)) left.push(e.name);
-      assert.deepEqual(left, [".config"]);
+      assert.deepEqual(left, []);
       const files = new Deno.Command("find", {
         args: [w.home, "-not", "-type", "d"],
         stdout: "piped",
@@ -295,7 +276,6 @@ Deno.test("provision: dry-run, run, run again, check, tamper, uninstall, purge",
   } finally {
     await Deno.remove(w.root, { recursive: true });
     await Deno.remove(w.home, { recursive: true });
-    await Deno.remove(w.io.sourceDir, { recursive: true });
   }
 });
 
@@ -316,7 +296,7 @@ Deno.test("--uninstall keeps machine-wide files while another user is provisione
       Deno.stat(`${w.root}/etc/systemd/system/secrets-dispatcher-daemon@alice.service`)
     );
     await assert.rejects(() => Deno.stat(`${w.root}/var/lib/secrets-dispatcher/alice`));
-    // The record said no git config: her home was never touched.
+    // The record said no git config; the agent's files and the dirs made for them are gone.
     assert.deepEqual(await Array.fromAsync(Deno.readDir(w.home)), []);
   } finally {
     await Deno.remove(w.root, { recursive: true });

@@ -427,7 +427,9 @@ export function userFileStep(
     id: `user-file:${spec.path}`,
     title: `${spec.what}: ${spec.path} (written as ${spec.user.name})`,
     actions: [`as ${spec.user.name}: mkdir -p ${dir}; write ${spec.path} (0644)`],
-    undoActions: [`as ${spec.user.name}: rm -f ${spec.path}`],
+    undoActions: [
+      `as ${spec.user.name}: rm -f ${spec.path}; rmdir the emptied parent dirs below the home`,
+    ],
     async check() {
       const missing = await homeMissing(host, spec.user);
       if (missing) return fail(missing);
@@ -459,6 +461,7 @@ export function userFileStep(
       if (await homeMissing(host, spec.user)) return;
       const r = await execAs(host, spec.user, ["rm", "-f", spec.path]);
       if (r.code !== 0) throw new Error(`removing ${spec.path}: ${r.stderr.trim()}`);
+      await removeEmptyParents(host, spec.user, spec.path);
     },
   });
 }
@@ -478,7 +481,9 @@ export function userSymlinkStep(
     id: `user-link:${spec.path}`,
     title: `${spec.what}: ${spec.path} -> ${spec.target}`,
     actions: [`as ${spec.user.name}: mkdir -p ${dir}; ln -sfn ${spec.target} ${spec.path}`],
-    undoActions: [`as ${spec.user.name}: rm -f ${spec.path}`],
+    undoActions: [
+      `as ${spec.user.name}: rm -f ${spec.path}; rmdir the emptied parent dirs below the home`,
+    ],
     async check() {
       const missing = await homeMissing(host, spec.user);
       if (missing) return fail(missing);
@@ -506,8 +511,30 @@ export function userSymlinkStep(
       if (await homeMissing(host, spec.user)) return;
       const r = await execAs(host, spec.user, ["rm", "-f", spec.path]);
       if (r.code !== 0) throw new Error(`removing ${spec.path}: ${r.stderr.trim()}`);
+      await removeEmptyParents(host, spec.user, spec.path);
     },
   });
+}
+
+/**
+ * Removes, as `user`, the parent dirs of `path` that are now empty, from the deepest up to (not
+ * including) the home: the XDG dirs provisioning had to create (`~/.config/autostart`,
+ * `~/.config/systemd/user/...`). `rmdir` refuses a dir that still holds anything, so nothing of
+ * the user's is removed.
+ */
+async function removeEmptyParents(
+  host: Host,
+  user: { name: string; home: string; uid: number },
+  path: string,
+): Promise<void> {
+  await execAs(host, user, [
+    "sh",
+    "-c",
+    'd=${1%/*}; while [ "${d#"$2"/}" != "$d" ] && rmdir -- "$d" 2>/dev/null; do d=${d%/*}; done',
+    "sh",
+    path,
+    user.home,
+  ]);
 }
 
 /** The desktop user's global git `gpg.program`, set by her (runuser + git config --global). */

@@ -64,6 +64,36 @@ export interface CtlIo {
   env(name: string): string | undefined;
   /** Connect timeout, ms. */
   connectTimeoutMs?: number;
+  /** Standard input (`ctl unlock --password-stdin`); default `Deno.stdin.readable`. */
+  stdin?: () => ReadableStream<Uint8Array>;
+  /** Waits `ms` (tests replace it); default a timer. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** Longest password `ctl unlock` reads, in bytes. */
+export const MAX_PASSWORD_BYTES = 4096;
+
+/**
+ * Reads `stream` to EOF into one buffer; null when it holds more than `max` bytes (everything
+ * read is zeroed then).
+ */
+async function readAll(
+  stream: ReadableStream<Uint8Array>,
+  max: number,
+): Promise<Uint8Array | null> {
+  const buf = new Uint8Array(max);
+  let n = 0;
+  for await (const chunk of stream) {
+    if (n + chunk.length > max) {
+      buf.fill(0);
+      chunk.fill(0);
+      return null;
+    }
+    buf.set(chunk, n);
+    chunk.fill(0);
+    n += chunk.length;
+  }
+  return buf.subarray(0, n);
 }
 
 function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
@@ -259,6 +289,53 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
       const st = await (await connect()).status();
       if (opts.json) print(safeJson(st) + "\n");
       else print(`store ${st.state}: ${escapeLine(st.message)}\n`);
+    });
+
+  program.command("unlock")
+    .description(
+      "unlock the secret store with a password read from stdin to EOF (one final newline is " +
+        "dropped); creates the store's default collection with it when there is none",
+    )
+    .option("--password-stdin", "read the password from stdin (required: never from argv)")
+    .option(
+      "--wait <seconds>",
+      "wait up to this long for the daemon to appear (the PAM hand-off arrives before it starts)",
+      (v) => {
+        if (!/^\d+$/.test(v) || Number(v) > 600) {
+          throw new CommanderError(EXIT_USAGE, "ctl.badWait", "--wait takes 0..600 seconds");
+        }
+        return Number(v);
+      },
+      0,
+    )
+    .action(async (opts) => {
+      if (!opts.passwordStdin) {
+        throw new Exit(EXIT_USAGE, "give --password-stdin: a password is never read from argv");
+      }
+      const raw = await readAll((io.stdin ?? (() => Deno.stdin.readable))(), MAX_PASSWORD_BYTES);
+      if (raw === null) {
+        throw new Exit(EXIT_USAGE, `the password is longer than ${MAX_PASSWORD_BYTES} bytes`);
+      }
+      const end = raw.length > 0 && raw[raw.length - 1] === 0x0a ? raw.length - 1 : raw.length;
+      const password = raw.subarray(0, end);
+      const sleep = io.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
+      const deadline = Date.now() + opts.wait * 1000;
+      try {
+        for (;;) {
+          try {
+            await (await connect()).unlockStore(password);
+            break;
+          } catch (err) {
+            if (!(err instanceof AdminUnreachableError) || Date.now() >= deadline) throw err;
+            (client as AdminClient | null)?.close();
+            client = null;
+            await sleep(500);
+          }
+        }
+      } finally {
+        raw.fill(0);
+      }
+      print("store unlocked\n");
     });
 
   program.command("history")

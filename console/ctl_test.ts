@@ -203,3 +203,35 @@ Deno.test("safeJson keeps the value and hides nothing", () => {
   assert.ok(text.includes("\\u202e") && text.includes("\\u009b") && text.includes("\\u2028"));
   assert.equal(Errors.NotPending.split(".").at(-1), "NotPending");
 });
+
+Deno.test("ctl unlock reads the password only from stdin, bounded, and waits for the daemon", async () => {
+  const stdin = (text: string | Uint8Array) => () =>
+    ReadableStream.from([typeof text === "string" ? new TextEncoder().encode(text) : text]);
+  const env = { [ADDRESS_ENV]: "unix:path=/nonexistent/sd-test-bus" };
+  const io = captureIo(env);
+  assert.equal(await main(["unlock"], { ...io, stdin: stdin("pw\n") }), EXIT_USAGE);
+  assert.match(io.stderr, /--password-stdin/);
+
+  const big = captureIo(env);
+  const tooLong = new Uint8Array(4097).fill(0x61);
+  assert.equal(
+    await main(["unlock", "--password-stdin"], { ...big, stdin: stdin(tooLong) }),
+    EXIT_USAGE,
+  );
+  assert.match(big.stderr, /longer than 4096 bytes/);
+
+  // No daemon: tries until --wait runs out (each try 0.5 s apart), then says it is unreachable.
+  const waiting = captureIo(env);
+  let slept = 0;
+  const code = await main(["unlock", "--password-stdin", "--wait", "1"], {
+    ...waiting,
+    stdin: stdin("pw\n"),
+    sleep: (ms) => {
+      slept += ms;
+      return new Promise((r) => setTimeout(r, ms));
+    },
+  });
+  assert.equal(code, EXIT_UNREACHABLE);
+  assert.ok(slept >= 500, "it waited before giving up");
+  assert.doesNotMatch(waiting.stderr + waiting.stdout, /pw/);
+});

@@ -17,7 +17,9 @@ import {
   type RequestView,
   type StoreStatus,
 } from "../lib/protocol.ts";
+import { StoreUnavailableError } from "./backend.ts";
 import type { HistorySink } from "./history.ts";
+import { type StoreUnlocker, UnlockNotSupportedError, WrongPasswordError } from "./store_unlock.ts";
 import { RequestError, type RequestManager } from "./requests.ts";
 
 /**
@@ -34,11 +36,12 @@ export class AdminService {
   #adminUid: number;
   #log: (line: string) => void;
   #status: (() => Promise<StoreStatus>) | null;
+  #unlocker: StoreUnlocker | null;
 
   /**
    * @param bus the companion bus connection
    * @param options the request manager, the history, the only uid allowed to call (the
-   *   companion's own), the secret store's status (never throwing), and a logger
+   *   companion's own), the secret store's status (never throwing), its unlocker, and a logger
    */
   constructor(
     bus: Bus,
@@ -47,6 +50,7 @@ export class AdminService {
       history: HistorySink;
       adminUid: number;
       status?: () => Promise<StoreStatus>;
+      unlocker?: StoreUnlocker;
       log?: (line: string) => void;
     },
   ) {
@@ -56,6 +60,7 @@ export class AdminService {
     this.#adminUid = options.adminUid;
     this.#log = options.log ?? (() => {});
     this.#status = options.status ?? null;
+    this.#unlocker = options.unlocker ?? null;
   }
 
   /**
@@ -113,6 +118,38 @@ export class AdminService {
     return true;
   }
 
+  /** Unlocks the store; logs the outcome, never the password. */
+  async #unlock(password: Uint8Array): Promise<void> {
+    if (!this.#unlocker) {
+      throw new RequestError(Errors.NotSupported, "this daemon has no secret store to unlock");
+    }
+    try {
+      await this.#unlocker.unlock(password);
+    } catch (err) {
+      if (err instanceof WrongPasswordError) {
+        this.#log("unlock: wrong password");
+        throw new RequestError(Errors.WrongPassword, err.message);
+      }
+      if (err instanceof UnlockNotSupportedError) {
+        throw new RequestError(Errors.NotSupported, err.message);
+      }
+      if (err instanceof StoreUnavailableError) {
+        throw new RequestError(Errors.StoreUnavailable, err.message);
+      }
+      throw err;
+    }
+    this.#log("unlock: the secret store is unlocked");
+    try {
+      this.#bus.sendSignal({
+        path: ADMIN_PATH,
+        interface: ADMIN_IFACE,
+        member: "Changed",
+        signature: "ss",
+        body: ["", "store"],
+      });
+    } catch { /* companion bus gone; main notices */ }
+  }
+
   async #call(member: keyof typeof ADMIN_MEMBERS, args: unknown[]): Promise<string | undefined> {
     switch (member) {
       case "List": {
@@ -139,6 +176,16 @@ export class AdminService {
       case "History": {
         const limit = Number(args[0]) || 100;
         return JSON.stringify(this.#history.tail(Math.min(limit, 2000)));
+      }
+      case "UnlockStore": {
+        const password = new Uint8Array(args[0] as Uint8Array);
+        try {
+          await this.#unlock(password);
+        } finally {
+          password.fill(0);
+          (args[0] as Uint8Array).fill(0);
+        }
+        return undefined;
       }
       case "Status":
         return JSON.stringify(

@@ -28,6 +28,7 @@ import { psProcReader } from "./proc.ts";
 import { RequestManager } from "./requests.ts";
 import { SecretRequests } from "./secret_requests.ts";
 import { SecretServiceBackend } from "./secret_service_backend.ts";
+import { MasterPasswordUnlocker } from "./store_unlock.ts";
 import { DispatcherService } from "./system_service.ts";
 
 /** Daemon configuration, read from the environment. */
@@ -124,6 +125,7 @@ export async function main(): Promise<number> {
     history,
     adminUid: Deno.uid() ?? 0,
     status: () => secrets.status(),
+    unlocker: new MasterPasswordUnlocker(companionBus),
     log,
   });
   Object.assign(services, { dispatcher, admin });

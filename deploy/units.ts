@@ -12,7 +12,7 @@
  * they start with her first session and stop after her last one (§4, VM-verified).
  *
  * Deno command lines come from the permission table (`deploy/permissions.ts`, {@link denoArgs});
- * the only exception, clearly marked, is {@link unlockReceiverArgs}.
+ * {@link unlockReceiverArgs} adds the `ctl unlock` subcommand to the table's `ctl` flags.
  *
  * @module
  */
@@ -296,17 +296,18 @@ export function unlockSocketUnit(d: Deployment): string {
 }
 
 /**
- * TEMPORARY, until `ctl unlock --password-stdin` exists (console/ctl.ts) and the daemon has
- * `Admin1.UnlockStore(ay password)`: the receiver of one hand-off connection. It is the `ctl`
- * entrypoint with the table's own flags plus that subcommand; it must read the password from
- * stdin to EOF (at most 4096 bytes), wait up to ~90 s for the daemon's admin name (the password
- * arrives before the companion starts), call `UnlockStore`, and never print the password.
+ * The receiver of one PAM hand-off connection: `ctl unlock --password-stdin --wait 90` with the
+ * table's own `ctl` flags. It reads the password from stdin to EOF (at most 4096 bytes), waits up
+ * to 90 s for the daemon's admin name (the password arrives before the companion starts), calls
+ * `Admin1.UnlockStore` and never prints the password.
  */
 export function unlockReceiverArgs(d: Deployment): string[] {
   return [
     ...denoArgs("ctl", { paths: companionPaths(d), root: d.installDir }),
     "unlock",
     "--password-stdin",
+    "--wait",
+    "90",
   ];
 }
 

@@ -187,7 +187,7 @@ Deno.test("the unlock socket is root-only and feeds one companion process per co
   assert.ok(service.includes("User=secrets-alice"));
   assert.ok(service.includes("StandardInput=socket"));
   assert.ok(service.includes("StandardOutput=journal"));
-  assert.match(service.find((l) => l.startsWith("ExecStart="))!, / unlock --password-stdin$/);
+  assert.match(service.find((l) => l.startsWith("ExecStart="))!, / unlock --password-stdin --wait 90$/);
   assert.equal(d.units.unlockService, "secrets-dispatcher-unlock-alice@.service");
 });
 

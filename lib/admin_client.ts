@@ -22,6 +22,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import {
   BadReplyError,
   Bus,
@@ -311,6 +312,22 @@ export class AdminClient {
    * @param limit at most this many entries; 0 means the daemon's default (100)
    * @throws {AdminError} | {AdminUnreachableError}
    */
+  /**
+   * Unlocks the secret store with `password` (the bytes exactly as typed; the daemon never logs
+   * them), or creates its default collection with it when it has none.
+   *
+   * @throws {AdminError} `WrongPassword`, `NotSupported`, `StoreUnavailable`; errors as
+   *   {@link list}
+   */
+  async unlockStore(password: Uint8Array): Promise<void> {
+    const bytes = Buffer.from(password);
+    try {
+      await this.#call("UnlockStore", [bytes]);
+    } finally {
+      bytes.fill(0);
+    }
+  }
+
   /**
    * The secret store's state as the daemon sees its backend.
    *

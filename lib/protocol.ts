@@ -52,6 +52,10 @@ export const Errors = {
   NoSuchObject: "org.secretsdispatcher.Error.NoSuchObject",
   /** `GetSecrets` on a request that is not approved, or whose read window has closed. */
   NotApproved: "org.secretsdispatcher.Error.NotApproved",
+  /** `UnlockStore`: the password did not unlock the store. */
+  WrongPassword: "org.secretsdispatcher.Error.WrongPassword",
+  /** `UnlockStore`: this backend cannot be unlocked with a password from here. */
+  NotSupported: "org.secretsdispatcher.Error.NotSupported",
 } as const;
 
 /** Kinds of request (DESIGN.md §5). */
@@ -380,6 +384,10 @@ export function requestIdFromPath(path: string): string | null {
  * - `Deny(s id, s reason)`: full id. Errors: `NoSuchRequest`, `NotPending`.
  * - `History(u limit) → s`: JSON `HistoryEntry[]`, newest last, at most `limit` (0 = 100).
  * - `Status() → s`: JSON {@link StoreStatus} of the secret store.
+ * - `UnlockStore(ay password)`: unlocks (or, when the store has no default collection, creates)
+ *   the store's default collection with these bytes; never logged. Errors: `WrongPassword`,
+ *   `NotSupported` (the backend has no master-password interface), `StoreUnavailable`. Emits
+ *   `Changed("", "store")`.
  * - signal `Changed(s id, s state)`: a request was created or changed state.
  */
 export const ADMIN_MEMBERS = {
@@ -389,6 +397,7 @@ export const ADMIN_MEMBERS = {
   Deny: { in: "ss", out: "" },
   History: { in: "u", out: "s" },
   Status: { in: "", out: "s" },
+  UnlockStore: { in: "ay", out: "" },
 } as const;
 
 /**

@@ -308,10 +308,10 @@ Deno.test({
 
           // The installed ctl, with the unlock unit's flags, talks to it as the companion.
           const unlock = await unit(`secrets-dispatcher-unlock-${USER}@.service`);
-          assert.deepEqual(unlock.argv.slice(-2), ["unlock", "--password-stdin"]);
+          assert.deepEqual(unlock.argv.slice(-4), ["unlock", "--password-stdin", "--wait", "90"]);
           const status = await exec(
             "runuser",
-            asUser(COMPANION, [...unlock.argv.slice(0, -2), "status", "--json"], unlock.env),
+            asUser(COMPANION, [...unlock.argv.slice(0, -4), "status", "--json"], unlock.env),
           );
           assert.equal(status.code, 0, status.stderr);
           assert.ok(

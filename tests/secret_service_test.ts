@@ -8,7 +8,10 @@
 import assert from "node:assert/strict";
 import type { RequestView } from "../lib/protocol.ts";
 import { Approver, type Decide, exec, waitForHistory } from "./support.ts";
-import { type SecretStack, secretStack } from "../dev/secret_stack.ts";
+import { DEMO_KEYRING_PASSWORD, type SecretStack, secretStack } from "../dev/secret_stack.ts";
+import { ROOT } from "../dev/harness.ts";
+import { denoArgs, type Paths } from "../deploy/permissions.ts";
+import { Bus } from "../lib/dbus.ts";
 
 const approveAll: Decide = () => "approve";
 const denyAll: Decide = () => "deny";
@@ -303,3 +306,62 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+Deno.test("a locked store: clear errors at once; ctl unlock with the right password opens it", async () => {
+  await withStack(async (s) => {
+    const approver = new Approver(s.admin, approveAll);
+    try {
+      assert.equal((await secretTool(s, ["store", "--label=L", "k", "locked"], "kept")).code, 0);
+      // Lock the store the way a user or a timeout would.
+      const bus = await Bus.connect(s.companionBus.address);
+      try {
+        await bus.call({
+          destination: "org.freedesktop.secrets",
+          path: "/org/freedesktop/secrets",
+          interface: "org.freedesktop.Secret.Service",
+          member: "Lock",
+          signature: "ao",
+          body: [["/org/freedesktop/secrets/collection/login"]],
+        });
+      } finally {
+        bus.close();
+      }
+      assert.equal((await s.admin.status()).state, "locked");
+      const t0 = Date.now();
+      const locked = await secretTool(s, ["lookup", "k", "locked"]);
+      assert.notEqual(locked.code, 0);
+      assert.match(locked.stderr, /locked/);
+      assert.ok(Date.now() - t0 < 10_000, "no hang while locked");
+
+      const paths: Paths = {
+        systemBusSocket: s.systemBus.socket,
+        companionBusSocket: s.companionBus.socket,
+        stateDir: "",
+        gpg: "",
+        gitDirs: [],
+      };
+      const ctl = (stdin: string) =>
+        exec(Deno.execPath(), [
+          ...denoArgs("ctl", { paths, root: ROOT }),
+          "unlock",
+          "--password-stdin",
+        ], {
+          env: { SD_COMPANION_BUS_ADDRESS: s.companionBus.address, DENO_DIR: s.env.DENO_DIR },
+          stdin,
+        });
+      const wrong = await ctl("not the password\n");
+      assert.equal(wrong.code, 1, wrong.stderr);
+      assert.match(wrong.stderr, /WrongPassword/);
+      assert.equal((await s.admin.status()).state, "locked");
+      const right = await ctl(`${DEMO_KEYRING_PASSWORD}\n`);
+      assert.equal(right.code, 0, right.stderr);
+      assert.equal(right.stdout, "store unlocked\n");
+      assert.equal((await s.admin.status()).state, "unlocked");
+      const lookup = await secretTool(s, ["lookup", "k", "locked"]);
+      assert.equal(lookup.stdout, "kept", lookup.stderr);
+      assert.equal((await s.stack.log("daemon")).includes(DEMO_KEYRING_PASSWORD), false);
+    } finally {
+      await approver.stop();
+    }
+  });
+});

@@ -527,14 +527,17 @@ async function removeEmptyParents(
   user: { name: string; home: string; uid: number },
   path: string,
 ): Promise<void> {
-  await execAs(host, user, [
-    "sh",
-    "-c",
-    'd=${1%/*}; while [ "${d#"$2"/}" != "$d" ] && rmdir -- "$d" 2>/dev/null; do d=${d%/*}; done',
-    "sh",
-    path,
-    user.home,
-  ]);
+  const home = user.home.replace(/\/+$/, "");
+  if (home === "" || !path.startsWith(`${home}/`)) return;
+  // The parents strictly below the home, deepest first; never the home itself.
+  const dirs: string[] = [];
+  for (let d = path.slice(0, path.lastIndexOf("/")); d.length > home.length;) {
+    dirs.push(d);
+    d = d.slice(0, d.lastIndexOf("/"));
+  }
+  for (const d of dirs) {
+    if ((await execAs(host, user, ["rmdir", "--", d])).code !== 0) return;
+  }
 }
 
 /** The desktop user's global git `gpg.program`, set by her (runuser + git config --global). */

@@ -80,7 +80,12 @@ function titleBar(state: UiState, cols: number): Seg[] {
     : state.store.state === "unavailable"
     ? " | STORE UNAVAILABLE"
     : "";
-  const left = ` secrets-dispatcher | ${where} | ${conn}${store}`;
+  const vt = state.vt.status === "held"
+    ? ` | VT ${state.vt.vt} held`
+    : state.vt.status === "off"
+    ? " | NO VT LOCK"
+    : "";
+  const left = ` secrets-dispatcher | ${where} | ${conn}${store}${vt}`;
   const gap = Math.max(1, cols - left.length - clock.length - 1);
   return padRow(
     [seg(
@@ -113,6 +118,9 @@ function statusRow(state: UiState, cols: number): Seg[] {
     return padRow([seg(unreachableText(state), "error")], cols);
   }
   if (state.status) return padRow([seg(escapeLine(state.status.text), state.status.tone)], cols);
+  if (state.vt.status === "off" && state.vt.note !== null) {
+    return padRow([seg(escapeLine(state.vt.note), "warn")], cols);
+  }
   return padRow([], cols);
 }
 

@@ -20,7 +20,7 @@ const FORBIDDEN = new RegExp(
 function stateWith(requests: RequestView[], size = { cols: 100, rows: 30 }): UiState {
   let s = initialState("unix:path=/run/test/bus", NOW, size);
   s = update(s, { type: "connection", status: "connected" }).state;
-  return update(s, { type: "list", requests }).state;
+  return update(s, { type: "list", at: NOW - 10_000, requests }).state;
 }
 
 function key(s: UiState, k: string, at = NOW + 10_000): UiState {

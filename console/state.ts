@@ -23,8 +23,13 @@ import type { HistoryEntry, RequestState, RequestView, StoreStatus } from "../li
 import type { Style } from "./text.ts";
 import { detailRows, historyRows, pageSize } from "./render.ts";
 
-/** Delay after new content is shown during which decision keys are discarded, ms. */
-export const ARM_MS = 500;
+/**
+ * Arming delay, ms: keys typed within this time after the screen changed by itself (a request
+ * arrived, left or changed; the console's VT came to the front) are discarded, and so are
+ * decision keys typed this soon after the user opened a request. Configurable with
+ * `SD_CONSOLE_ARM_MS` (see `main.ts`).
+ */
+export const ARM_MS = 750;
 /** How long a status message stays on screen, ms. */
 export const STATUS_MS = 6_000;
 /** Reason sent with a denial made on the console. */
@@ -92,6 +97,12 @@ export interface UiState {
   busy: { id: string; action: "approve" | "deny" } | null;
   /** The secret store's state, once known (raw message). */
   store: StoreStatus | null;
+  /** The VT switch lock: `held` (switching away refused), `free`, or `off` (no VT control). */
+  vt: { status: "held" | "free" | "off"; vt: number; note: string | null };
+  /** Every key but Ctrl-C is discarded before this time (ms since the epoch). */
+  inputBlockedUntil: number;
+  /** The arming delay in use, ms ({@link ARM_MS} unless configured). */
+  armMs: number;
   quit: boolean;
 }
 
@@ -100,19 +111,27 @@ export type UiEvent =
   | { type: "key"; key: Key; at: number }
   | { type: "tick"; now: number }
   | { type: "resize"; cols: number; rows: number }
-  | { type: "list"; requests: RequestView[] }
+  | { type: "list"; requests: RequestView[]; at: number }
   | { type: "store"; store: StoreStatus }
   | { type: "changed"; id: string; state: RequestState | string }
   | { type: "connection"; status: ConnState["status"]; error?: string | null }
   | { type: "history"; entries: HistoryEntry[] }
   | { type: "historyError"; error: string }
-  | { type: "decision"; id: string; action: "approve" | "deny"; error: string | null };
+  | { type: "decision"; id: string; action: "approve" | "deny"; error: string | null }
+  /** The VT lock changed (from `vt_sync.ts`). */
+  | { type: "vt"; status: UiState["vt"]["status"]; vt: number; note: string | null }
+  /** An ioctl failed (raw text). */
+  | { type: "vtError"; error: string }
+  /** The console's VT came to the front for a new request (input was flushed). */
+  | { type: "focused"; at: number };
 
 /** Work for `main.ts` to do. */
 export type Effect =
   | { type: "approve"; id: string; digest: string }
   | { type: "deny"; id: string; reason: string }
   | { type: "refresh" }
+  /** Discard terminal input not read yet (`tcflush`). */
+  | { type: "flushInput" }
   | { type: "loadHistory" }
   | { type: "quit" };
 
@@ -123,7 +142,12 @@ export interface Update {
 }
 
 /** The state before anything is known. */
-export function initialState(address: string, now: number, size = { cols: 80, rows: 24 }): UiState {
+export function initialState(
+  address: string,
+  now: number,
+  size = { cols: 80, rows: 24 },
+  options: { armMs?: number } = {},
+): UiState {
   return {
     now,
     size,
@@ -138,8 +162,25 @@ export function initialState(address: string, now: number, size = { cols: 80, ro
     status: null,
     busy: null,
     store: null,
+    vt: { status: "off", vt: 0, note: null },
+    inputBlockedUntil: 0,
+    armMs: options.armMs ?? ARM_MS,
     quit: false,
   };
+}
+
+/** Blocks input for the arming delay from `at` and asks for pending input to be flushed. */
+function armInput(state: UiState, at: number): Update {
+  return {
+    state: { ...state, inputBlockedUntil: Math.max(state.inputBlockedUntil, at + state.armMs) },
+    effects: [{ type: "flushInput" }],
+  };
+}
+
+/** True when the pending requests differ in ids or digests (what the screen shows changed). */
+function requestsDiffer(a: RequestView[], b: RequestView[]): boolean {
+  if (a.length !== b.length) return true;
+  return a.some((r, i) => r.id !== b[i].id || r.digest !== b[i].digest);
 }
 
 // ---- keys -----------------------------------------------------------------------------------
@@ -303,7 +344,7 @@ function openDetail(state: UiState, at: number): UiState {
   return {
     ...state,
     screen: "detail",
-    detail: { view, scroll: 0, gone: null, changed: false, armedUntil: at + ARM_MS },
+    detail: { view, scroll: 0, gone: null, changed: false, armedUntil: at + state.armMs },
     confirm: null,
   };
 }
@@ -429,7 +470,7 @@ function onKeyDetail(state: UiState, d: DetailState, key: Key, at: number): Upda
       return {
         state: {
           ...state,
-          confirm: { id: d.view.id, digest: d.view.digest, armedUntil: at + ARM_MS },
+          confirm: { id: d.view.id, digest: d.view.digest, armedUntil: at + state.armMs },
           status: null,
         },
         effects: [],
@@ -500,6 +541,12 @@ export function update(state: UiState, event: UiEvent): Update {
       if (event.key === "<ctrl-c>") {
         return { state: { ...state, quit: true }, effects: [{ type: "quit" }] };
       }
+      if (event.at < state.inputBlockedUntil) {
+        return {
+          state: withStatus(state, "key ignored: the screen just changed, read it first", "warn"),
+          effects: [],
+        };
+      }
       if (state.screen === "detail" && state.detail) {
         return onKeyDetail(state, state.detail, event.key, event.at);
       }
@@ -522,6 +569,7 @@ export function update(state: UiState, event: UiEvent): Update {
     }
     case "list": {
       const requests = event.requests;
+      const arm = requestsDiffer(state.requests, requests);
       const selectedId = keepSelection(state.requests, requests, state.selectedId);
       let detail = state.detail;
       if (detail) {
@@ -531,19 +579,26 @@ export function update(state: UiState, event: UiEvent): Update {
       }
       let confirm = state.confirm;
       if (confirm && detail && (detail.gone !== null || detail.changed)) confirm = null;
+      const next: UiState = {
+        ...state,
+        requests,
+        selectedId,
+        detail,
+        confirm,
+        loaded: true,
+        conn: { ...state.conn, status: "connected", error: null },
+      };
+      return arm ? armInput(next, event.at) : { state: next, effects: [] };
+    }
+    case "vt":
       return {
-        state: {
-          ...state,
-          requests,
-          selectedId,
-          detail,
-          confirm,
-          loaded: true,
-          conn: { ...state.conn, status: "connected", error: null },
-        },
+        state: { ...state, vt: { status: event.status, vt: event.vt, note: event.note } },
         effects: [],
       };
-    }
+    case "vtError":
+      return { state: withStatus(state, `VT control: ${event.error}`, "error"), effects: [] };
+    case "focused":
+      return armInput(state, event.at);
     case "store":
       return { state: { ...state, store: event.store }, effects: [] };
     case "changed": {

@@ -17,7 +17,7 @@ const SIZE = { cols: 100, rows: 30 };
 function start(requests: RequestView[]): UiState {
   let s = initialState("unix:path=/x", NOW, SIZE);
   s = update(s, { type: "connection", status: "connected" }).state;
-  return update(s, { type: "list", requests }).state;
+  return update(s, { type: "list", at: NOW - 10_000, requests }).state;
 }
 
 let clock = NOW;
@@ -68,14 +68,14 @@ Deno.test("selection is kept by id when requests arrive or leave", () => {
   s = press(s, ["j"]).state;
   assert.equal(s.selectedId, b.id);
   // a new request arrives (even at the front): the selection stays on b
-  s = update(s, { type: "list", requests: [c, a, b] }).state;
+  s = update(s, { type: "list", at: NOW - 10_000, requests: [c, a, b] }).state;
   assert.equal(s.selectedId, b.id);
   // b leaves: the next one after it in the old order, else the previous
-  s = update(s, { type: "list", requests: [c, a] }).state;
+  s = update(s, { type: "list", at: NOW - 10_000, requests: [c, a] }).state;
   assert.equal(s.selectedId, a.id);
-  s = update(s, { type: "list", requests: [] }).state;
+  s = update(s, { type: "list", at: NOW - 10_000, requests: [] }).state;
   assert.equal(s.selectedId, null);
-  s = update(s, { type: "list", requests: [b] }).state;
+  s = update(s, { type: "list", at: NOW - 10_000, requests: [b] }).state;
   assert.equal(s.selectedId, b.id);
 });
 
@@ -159,11 +159,13 @@ Deno.test("a request that leaves or changes cannot be approved", () => {
   assert.deepEqual(r.effects, []);
   assert.match(r.state.status!.text, /cannot approve: the request is expired/);
   // it disappears from the list
-  s = update(s, { type: "list", requests: [tagRequest(NOW)] }).state;
+  s = update(s, { type: "list", at: NOW - 10_000, requests: [tagRequest(NOW)] }).state;
   assert.equal(s.detail?.gone, "no longer pending");
   // same id, different digest
   s = press(start([view]), ["<enter>"]).state;
-  s = update(s, { type: "list", requests: [{ ...view, digest: "ff".repeat(32) }] }).state;
+  s =
+    update(s, { type: "list", at: NOW - 10_000, requests: [{ ...view, digest: "ff".repeat(32) }] })
+      .state;
   assert.ok(s.detail?.changed);
   r = press(s, ["A", "y"]);
   assert.deepEqual(r.effects, []);
@@ -236,7 +238,7 @@ Deno.test("connection states", () => {
   assert.deepEqual(s.requests, []);
   const r = update(s, { type: "connection", status: "connected" });
   assert.deepEqual(r.effects, [{ type: "refresh" }]);
-  s = update(r.state, { type: "list", requests: [tagRequest(NOW)] }).state;
+  s = update(r.state, { type: "list", at: NOW - 10_000, requests: [tagRequest(NOW)] }).state;
   assert.equal(s.conn.status, "connected");
   assert.equal(s.selectedId, tagRequest().id);
 });

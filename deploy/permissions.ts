@@ -113,7 +113,7 @@ export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
   console: {
     module: "console/main.ts",
     description: "the trusted console (companion user, on its VT): shows and decides requests",
-    env: ["SD_COMPANION_BUS_ADDRESS"],
+    env: ["SD_COMPANION_BUS_ADDRESS", "SD_CONSOLE_FOCUS"],
     flags(p) {
       // FFI to libc for the VT ioctls on fd 0 (console/vt.ts); fd 0 itself needs no flag.
       return [...companionClientFlags(p, this.env), `--allow-ffi=${p.libc ?? DEFAULT_LIBC_PATH}`];

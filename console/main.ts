@@ -12,8 +12,10 @@
  * |---|---|---|
  * | `SD_COMPANION_BUS_ADDRESS` | the companion bus | required (or `--bus`) |
  * | `SD_CONSOLE_FOCUS` | `0` to never bring the console's VT to the front on a new request | `1` |
+ * | `SD_CONSOLE_ARM_MS` | arming delay: keys typed this soon after the screen changed are discarded, ms (0–10000) | 750 |
+ * | `SD_CONSOLE_PHRASE_FILE` | file holding the per-install phrase shown on every screen (`phrase.ts`) | none: a warning is shown |
  *
- * Permissions: `--allow-env=<the variables above> --allow-read=<sock> --allow-write=<sock>
+ * Permissions: `--allow-env=<the variables above> --allow-read=<sock>,<phrase file> --allow-write=<sock>
  * --allow-net=unix:<sock> --allow-sys=uid --allow-ffi=<libc>` (see `deploy/permissions.ts`).
  *
  * VT control: fd 0 must be the VT and the controlling terminal (systemd `TTYPath=/dev/tty8`,
@@ -33,7 +35,9 @@ import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_cli
 import type { HistoryEntry, RequestState, RequestView, StoreStatus } from "../lib/protocol.ts";
 import { escapeLine } from "../lib/sanitize.ts";
 import { render, START_HINT } from "./render.ts";
+import { PHRASE_ENV, type PhraseInfo, readPhrase } from "./phrase.ts";
 import {
+  ARM_MS,
   type Effect,
   initialState,
   parseKeys,
@@ -50,8 +54,10 @@ import { VtSync } from "./vt_sync.ts";
 export const ADDRESS_ENV = "SD_COMPANION_BUS_ADDRESS";
 /** Environment variable: `0` turns off bringing the console's VT to the front. */
 export const FOCUS_ENV = "SD_CONSOLE_FOCUS";
+/** Environment variable: the arming delay in ms. */
+export const ARM_ENV = "SD_CONSOLE_ARM_MS";
 /** Every environment variable the console reads (its `--allow-env` list). */
-export const CONSOLE_ENV: readonly string[] = [ADDRESS_ENV, FOCUS_ENV];
+export const CONSOLE_ENV: readonly string[] = [ADDRESS_ENV, FOCUS_ENV, ARM_ENV, PHRASE_ENV];
 /** Period of the List poll (fallback for missed signals) and of reconnection attempts, ms. */
 export const POLL_MS = 2_000;
 /** Clock tick (countdowns), ms. */
@@ -99,6 +105,23 @@ export function focusEnabled(value: string | undefined): boolean {
   return !["0", "false", "no", "off"].includes((value ?? "").trim().toLowerCase());
 }
 
+/**
+ * The arming delay from `SD_CONSOLE_ARM_MS`: an integer 0–10000, else the default {@link ARM_MS}.
+ *
+ * @returns the delay in ms, and a warning to show when the value was not usable
+ */
+export function armDelay(value: string | undefined): { ms: number; warning: string | null } {
+  if (value === undefined || value.trim() === "") return { ms: ARM_MS, warning: null };
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 10_000) {
+    return {
+      ms: ARM_MS,
+      warning: `${ARM_ENV}=${escapeLine(value)} is not 0-10000 ms; using ${ARM_MS}`,
+    };
+  }
+  return { ms: n, warning: null };
+}
+
 function errorText(err: unknown): string {
   if (err instanceof AdminError) return `${err.dbusName}: ${err.text}`;
   if (err instanceof Error) return err.message;
@@ -144,6 +167,10 @@ export interface ConsoleAppOptions {
   vt?: VtSetup;
   /** Bring the VT to the front on a new request (default true). */
   focus?: boolean;
+  /** Arming delay, ms (default {@link ARM_MS}). */
+  armMs?: number;
+  /** The per-install phrase (default: none, with a warning). */
+  phrase?: PhraseInfo;
 }
 
 /** The running console: state, terminal, VT and daemon connection. */
@@ -174,7 +201,10 @@ export class ConsoleApp {
     this.#connectFn = options.connect;
     this.#clock = options.clock ?? systemClock;
     this.#vt = options.vt ?? { guard: null, flushInput() {}, note: null, dispose() {} };
-    this.#state = initialState(this.#address, this.#clock.now(), this.#screen.size());
+    this.#state = initialState(this.#address, this.#clock.now(), this.#screen.size(), {
+      armMs: options.armMs,
+      phrase: options.phrase,
+    });
     this.finished = new Promise((resolve) => this.#done = resolve);
     const guard = this.#vt.guard;
     this.#sync = guard
@@ -522,13 +552,17 @@ export async function main(args: string[]): Promise<number> {
     console.error(`console: cannot take the VT switch lock: ${errorText(err)}`);
     return 1;
   }
+  const arm = armDelay(readEnv(ARM_ENV));
   app = new ConsoleApp({
     address: resolved.address,
     screen,
     vt,
     focus: focusEnabled(readEnv(FOCUS_ENV)),
+    armMs: arm.ms,
+    phrase: readPhrase(readEnv(PHRASE_ENV)),
     connect: (address) => AdminClient.connect(address, { timeoutMs: 3_000, callTimeoutMs: 5_000 }),
   });
+  if (arm.warning) app.dispatch({ type: "notice", text: arm.warning, tone: "warn" });
   return await runApp(app, { screen, vt, signals: denoConsoleSignals, input: Deno.stdin });
 }
 

@@ -30,32 +30,41 @@ export interface Size {
 }
 
 /** Smallest terminal the console draws in; smaller ones get a "too small" notice. */
-export const MIN_SIZE: Size = { cols: 30, rows: 8 };
+export const MIN_SIZE: Size = { cols: 30, rows: 9 };
 
 /** Hint shown when the daemon cannot be reached. */
 export const START_HINT = "is the daemon running? start it with `deno task daemon`";
 
 /** Rows available for scrolled content on `screen` (list rows, detail rows, history entries). */
 export function pageSize(size: Size, _screen: UiState["screen"]): number {
-  // title + (column header | request header) + status + keys
-  return Math.max(1, size.rows - 4);
+  // title + phrase + (column header | request header) + status + keys
+  return Math.max(1, size.rows - 5);
 }
+
+/** Wrapped detail rows by view object and width: a 10 000-line body is wrapped once. */
+const detailCache = new WeakMap<RequestView, { cols: number; rows: Seg[][] }>();
 
 /**
  * The detail view of `view` wrapped to `cols` columns: every field, every body line, nothing cut.
+ * The rows do not depend on the time (the countdown is in the header row), so they are computed
+ * once per view object and width.
  *
  * @param view the request
- * @param now ms since the epoch (countdown)
  * @param cols terminal width
  */
-export function detailRows(view: RequestView, now: number, cols: number): Seg[][] {
+export function detailRows(view: RequestView, cols: number): Seg[][] {
+  const hit = detailCache.get(view);
+  if (hit && hit.cols === cols) return hit.rows;
   let lines;
   try {
-    lines = describeRequest(view, now);
+    lines = describeRequest(view, null);
   } catch (err) {
     lines = [{ segs: [seg(`cannot show this request: ${escapeLine(String(err))}`, "error")] }];
   }
-  return lines.flatMap((l) => wrapLine(l, Math.max(1, cols)));
+  const rows: Seg[][] = [];
+  for (const l of lines) pushAll(rows, wrapLine(l, Math.max(1, cols)));
+  detailCache.set(view, { cols, rows });
+  return rows;
 }
 
 function titleBar(state: UiState, cols: number): Seg[] {
@@ -95,6 +104,24 @@ function titleBar(state: UiState, cols: number): Seg[] {
     cols,
     "title",
   );
+}
+
+/**
+ * The per-install phrase (`phrase.ts`), on every screen: the user recognises the real console by
+ * it. Without one, a warning in its place.
+ */
+function phraseRow(state: UiState, cols: number): Seg[] {
+  const p = state.phrase;
+  if (p.phrase === null) {
+    return padRow([
+      seg(" NO CONSOLE PHRASE ", "error"),
+      seg(` ${escapeLine(p.warning ?? "")}`, "error"),
+    ], cols);
+  }
+  const segs = [seg(" phrase: ", "dim"), seg(escapeLine(p.phrase), "phrase")];
+  if (p.warning !== null) segs.push(seg(`  ${escapeLine(p.warning)}`, "warn"));
+  else segs.push(seg("  (approvals only ever appear under your phrase)", "dim"));
+  return padRow(segs, cols);
 }
 
 function unreachableText(state: UiState): string {
@@ -265,12 +292,12 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
     while (out.length < rows) out.push(padRow([], Math.max(0, cols)));
     return out.slice(0, Math.max(0, rows));
   }
-  const out: Seg[][] = [titleBar(state, cols)];
-  const bodyHeight = rows - 3; // between title and status
+  const out: Seg[][] = [titleBar(state, cols), phraseRow(state, cols)];
+  const bodyHeight = rows - 4; // between the phrase and the status line
   let keys: Seg[];
   if (state.screen === "detail" && state.detail) {
     out.push(detailHeader(state, cols));
-    const all = detailRows(state.detail.view, state.now, cols);
+    const all = detailRows(state.detail.view, cols);
     const page = bodyHeight - 1;
     const start = Math.min(state.detail.scroll, Math.max(0, all.length - page));
     const shown = all.slice(start, start + page);

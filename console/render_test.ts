@@ -112,16 +112,16 @@ Deno.test("detail view: everything from a hostile commit is shown, escaped, noth
   const words = all.match(/\bword\b/g) ?? [];
   assert.equal(words.length, 60);
   // position shown, first and last frame
-  assert.match(frames[0].at(-1)!, /^lines 1-26 of \d+ \(more below\)/);
+  assert.match(frames[0].at(-1)!, /^lines 1-25 of \d+ \(more below\)/);
   assert.match(frames.at(-1)!.at(-1)!, /^lines \d+-(\d+) of \1 \(end\)/);
   // the request header stays on screen while scrolling
-  for (const f of frames) assert.match(f[1], /^REQUEST 1a2b3c4d sign\.commit/);
+  for (const f of frames) assert.match(f[2], /^REQUEST 1a2b3c4d sign\.commit/);
 });
 
 Deno.test("detail rows never exceed the width and lose nothing when narrow", () => {
   const view = hostileCommit(NOW);
   for (const cols of [30, 41, 80, 200]) {
-    const rows = detailRows(view, NOW, cols);
+    const rows = detailRows(view, cols);
     const text = rows.map((r) => toAnsi(r, false)).join("\n");
     for (const r of rows) {
       assert.ok(displayWidth(toAnsi(r, false)) <= cols, `row wider than ${cols}`);
@@ -150,7 +150,7 @@ Deno.test("detail of tag and push requests", () => {
 Deno.test("root commit and unknown kinds", () => {
   const v = hostileCommit(NOW);
   if (v.sign?.content.type === "commit") v.sign.content.parents = [];
-  const text = detailRows(v, NOW, 100).map((r) => toAnsi(r, false)).join("\n");
+  const text = detailRows(v, 100).map((r) => toAnsi(r, false)).join("\n");
   assert.match(text, /Parents: +none: root commit/);
   const secret: RequestView = {
     ...tagRequest(NOW),
@@ -158,14 +158,14 @@ Deno.test("root commit and unknown kinds", () => {
     sign: undefined,
     message: "item\x1b[2J",
   };
-  const t2 = detailRows(secret, NOW, 100).map((r) => toAnsi(r, false)).join("\n");
+  const t2 = detailRows(secret, 100).map((r) => toAnsi(r, false)).join("\n");
   assert.match(t2, /No further details for secret\.read/);
   assert.match(t2, /Message: +item\\x1b\[2J/);
 });
 
 Deno.test("malformed view does not crash the renderer", () => {
   const bad = { ...hostileCommit(NOW), sign: { content: null } } as unknown as RequestView;
-  const rows = detailRows(bad, NOW, 80).map((r) => toAnsi(r, false));
+  const rows = detailRows(bad, 80).map((r) => toAnsi(r, false));
   assert.ok(rows.some((r) => r.includes("cannot show this request")));
 });
 
@@ -209,9 +209,9 @@ Deno.test("history view escapes summaries", () => {
   const text = lines.join("\n");
   assert.match(text, /entry 19 \\x1b\[2J\\x1b\[H/);
   assert.match(text, /\(gpg \\x07 failed\)/);
-  assert.match(lines.at(-1)!, /^lines 14-21 of 21 \|/);
+  assert.match(lines.at(-1)!, /^lines 15-21 of 21 \|/);
   const top = assertSafeFrame(render(key(s, "g"), size), size);
-  assert.match(top.at(-1)!, /^lines 1-8 of 21 \(more below\)/);
+  assert.match(top.at(-1)!, /^lines 1-7 of 21 \(more below\)/);
   assert.match(top.join("\n"), /entry 0 /);
 });
 
@@ -237,4 +237,22 @@ Deno.test("many requests: the selection stays visible", () => {
   assert.ok(!lines.some((l) => l.startsWith("  00000000")));
   assert.ok(lines.some((l) => l.startsWith(`> ${many[20].id.slice(0, 8)}`)));
   assert.ok(lines.some((l) => /requests \d+-\d+ of 30/.test(l)));
+});
+
+Deno.test("the console phrase is on every screen; without one a warning takes its place", () => {
+  const size = { cols: 100, rows: 20 };
+  const phrase = { phrase: "otter \x1b[2Jcobalt", warning: null };
+  let s = initialState("unix:path=/x", NOW, size, { phrase });
+  s = update(s, { type: "connection", status: "connected" }).state;
+  s = update(s, { type: "list", at: NOW - 10_000, requests: [hostileCommit(NOW)] }).state;
+  const screens = [s, key(s, "<enter>"), key(s, "h")];
+  for (const screen of screens) {
+    const lines = assertSafeFrame(render(screen, size), size);
+    assert.match(lines[1], /^ phrase: otter \\x1b\[2Jcobalt {2}\(approvals only ever appear/);
+  }
+  const none = initialState("unix:path=/x", NOW, size, {
+    phrase: { phrase: null, warning: "SD_CONSOLE_PHRASE_FILE is not set" },
+  });
+  const lines = assertSafeFrame(render(none, size), size);
+  assert.match(lines[1], /^ NO CONSOLE PHRASE {2}SD_CONSOLE_PHRASE_FILE is not set/);
 });

@@ -21,6 +21,7 @@
 
 import type { HistoryEntry, RequestState, RequestView, StoreStatus } from "../lib/protocol.ts";
 import type { Style } from "./text.ts";
+import type { PhraseInfo } from "./phrase.ts";
 import { detailRows, historyRows, pageSize } from "./render.ts";
 
 /**
@@ -103,6 +104,8 @@ export interface UiState {
   inputBlockedUntil: number;
   /** The arming delay in use, ms ({@link ARM_MS} unless configured). */
   armMs: number;
+  /** The per-install phrase shown on every screen, or why there is none (`phrase.ts`). */
+  phrase: PhraseInfo;
   quit: boolean;
 }
 
@@ -122,6 +125,8 @@ export type UiEvent =
   | { type: "vt"; status: UiState["vt"]["status"]; vt: number; note: string | null }
   /** An ioctl failed (raw text). */
   | { type: "vtError"; error: string }
+  /** A message for the status line (raw text). */
+  | { type: "notice"; text: string; tone: Style }
   /** The console's VT came to the front for a new request (input was flushed). */
   | { type: "focused"; at: number };
 
@@ -146,7 +151,7 @@ export function initialState(
   address: string,
   now: number,
   size = { cols: 80, rows: 24 },
-  options: { armMs?: number } = {},
+  options: { armMs?: number; phrase?: PhraseInfo } = {},
 ): UiState {
   return {
     now,
@@ -165,6 +170,7 @@ export function initialState(
     vt: { status: "off", vt: 0, note: null },
     inputBlockedUntil: 0,
     armMs: options.armMs ?? ARM_MS,
+    phrase: options.phrase ?? { phrase: null, warning: "no console phrase configured" },
     quit: false,
   };
 }
@@ -298,7 +304,7 @@ function keepSelection(
 }
 
 function detailMaxScroll(state: UiState, d: DetailState): number {
-  const total = detailRows(d.view, state.now, state.size.cols).length;
+  const total = detailRows(d.view, state.size.cols).length;
   return Math.max(0, total - pageSize(state.size, "detail"));
 }
 
@@ -599,6 +605,8 @@ export function update(state: UiState, event: UiEvent): Update {
       return { state: withStatus(state, `VT control: ${event.error}`, "error"), effects: [] };
     case "focused":
       return armInput(state, event.at);
+    case "notice":
+      return { state: withStatus(state, event.text, event.tone), effects: [] };
     case "store":
       return { state: { ...state, store: event.store }, effects: [] };
     case "changed": {

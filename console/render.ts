@@ -16,12 +16,12 @@ import {
   describeRequest,
   formatCallerShort,
   formatCountdown,
-  shortDigest,
   shortId,
   summarize,
 } from "./describe.ts";
 import { cell, padRow, pushAll, type Seg, seg, toAnsi, wrapLine } from "./text.ts";
 import type { UiState } from "./state.ts";
+import { approvalCode } from "./approval_code.ts";
 
 /** Terminal size in character cells. */
 export interface Size {
@@ -131,10 +131,14 @@ function unreachableText(state: UiState): string {
 
 function statusRow(state: UiState, cols: number): Seg[] {
   if (state.confirm) {
-    const d = state.detail?.view;
-    const what = d ? `${escapeLine(String(d.kind))} ${shortId(d.id)}` : shortId(state.confirm.id);
+    const c = state.confirm;
+    const question = c.kind === "denyAll"
+      ? `DENY ALL ${c.ids.length} PENDING REQUEST${c.ids.length === 1 ? "" : "S"}? `
+      : c.kind === "lock"
+      ? "LOCK: end every pending request and refuse secret requests until unlocked? "
+      : "UNLOCK: accept secret requests again? ";
     return padRow([
-      seg(`APPROVE ${what} digest ${shortDigest(state.confirm.digest)}? `, "warn"),
+      seg(question, "warn"),
       seg("[y]", "key"),
       seg(" yes  ", "warn"),
       seg("[any other key]", "key"),
@@ -233,7 +237,12 @@ function detailHeader(state: UiState, cols: number): Seg[] {
   const segs: Seg[] = [seg(`REQUEST ${shortId(v.id)} ${escapeLine(String(v.kind))} `, "heading")];
   if (d.gone !== null) segs.push(seg(` NO LONGER PENDING: ${escapeLine(d.gone)} `, "error"));
   else if (d.changed) segs.push(seg(" CHANGED SINCE OPENED: go back and reopen ", "error"));
-  else segs.push(seg(` expires in ${formatCountdown(v.expiresAt, state.now)} `, "warn"));
+  else {
+    segs.push(seg(` expires in ${formatCountdown(v.expiresAt, state.now)} `, "warn"));
+    const code = approvalCode(v.id, v.digest);
+    segs.push(seg(" approve: type "), seg([...code].join(" "), "key"));
+    if (d.typed !== "") segs.push(seg(` (typed ${[...d.typed].join(" ")})`, "ok"));
+  }
   segs.push(seg(` ${summarize(v)}`));
   return padRow(segs, cols);
 }
@@ -307,10 +316,11 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
     const pos = `lines ${start + 1}-${end} of ${all.length}${
       end < all.length ? " (more below)" : " (end)"
     }`;
+    const code = [...approvalCode(state.detail.view.id, state.detail.view.digest)].join("");
     keys = keysRow(
-      state.confirm ? [["y", "approve"], ["other", "cancel"]] : [
+      [
         ["arrows/PgUp/PgDn", "scroll"],
-        ["A,y", "approve"],
+        [code, "approve"],
         ["d", "deny"],
         ["Esc", "back"],
       ],
@@ -334,6 +344,7 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
         ["Up/Down", "select"],
         ["Enter", "open"],
         ["d", "deny"],
+        ["D", "deny all"],
         ["h", "history"],
         ["r", "refresh"],
         ["q", "quit"],

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { escapeLine, escapeMultiline } from "../lib/sanitize.ts";
 import type { RequestView } from "../lib/protocol.ts";
 import { detailRows, render, renderSegs } from "./render.ts";
-import { initialState, type UiState, update } from "./state.ts";
+import { approvalCode, initialState, type UiState, update } from "./state.ts";
 import { displayWidth, toAnsi } from "./text.ts";
 import { HOSTILE, hostileCommit, pushRequest, tagRequest } from "./test_support.ts";
 
@@ -169,12 +169,20 @@ Deno.test("malformed view does not crash the renderer", () => {
   assert.ok(rows.some((r) => r.includes("cannot show this request")));
 });
 
-Deno.test("approve prompt is shown with the digest", () => {
+Deno.test("the approval code is on the detail screen; the deny-all question on the status line", () => {
   const size = { cols: 100, rows: 30 };
-  let s = key(stateWith([hostileCommit(NOW)], size), "<enter>", NOW);
-  s = key(s, "A", NOW + 1000);
-  const lines = assertSafeFrame(render(s, size), size);
-  assert.match(lines.at(-2)!, /^APPROVE sign\.commit 1a2b3c4d digest d1d1d1d1d1d1d1d1\? \[y\] yes/);
+  const view = hostileCommit(NOW);
+  const code = [...approvalCode(view.id, view.digest)];
+  let s = key(stateWith([view, tagRequest(NOW)], size), "<enter>", NOW);
+  let lines = assertSafeFrame(render(s, size), size);
+  assert.match(lines[2], new RegExp(`approve: type ${code.join(" ")}`));
+  assert.match(lines.at(-1)!, new RegExp(` ${code.join("")} approve `));
+  s = key(s, code[0].toLowerCase(), NOW + 1_000);
+  lines = assertSafeFrame(render(s, size), size);
+  assert.match(lines[2], new RegExp(`\\(typed ${code[0]}\\)`));
+  s = key(key(s, "<esc>", NOW + 2_000), "D", NOW + 3_000);
+  lines = assertSafeFrame(render(s, size), size);
+  assert.match(lines.at(-2)!, /^DENY ALL 2 PENDING REQUESTS\? \[y\] yes {2}\[any other key\] no/);
 });
 
 Deno.test("unreachable daemon is shown with the address and the hint", () => {

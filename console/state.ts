@@ -22,6 +22,9 @@
 import type { HistoryEntry, RequestState, RequestView, StoreStatus } from "../lib/protocol.ts";
 import type { Style } from "./text.ts";
 import type { PhraseInfo } from "./phrase.ts";
+import { approvalCode, CODE_ALPHABET } from "./approval_code.ts";
+
+export { approvalCode, CODE_ALPHABET, CODE_LENGTH } from "./approval_code.ts";
 import { detailRows, historyRows, pageSize } from "./render.ts";
 
 /**
@@ -35,6 +38,8 @@ export const ARM_MS = 750;
 export const STATUS_MS = 6_000;
 /** Reason sent with a denial made on the console. */
 export const DENY_REASON = "denied on the console";
+/** Reason sent with each denial of "deny all pending". */
+export const DENY_ALL_REASON = "denied on the console (deny all pending)";
 
 /** A key: a printable character as itself, or a name in angle brackets such as `<up>`. */
 export type Key = string;
@@ -60,14 +65,19 @@ export interface DetailState {
   changed: boolean;
   /** Decision keys are discarded before this time (ms since the epoch). */
   armedUntil: number;
+  /** The letters of the approval code typed so far (uppercase). */
+  typed: string;
 }
 
-/** The approval prompt (after `A`). */
-export interface ConfirmState {
-  id: string;
-  digest: string;
-  armedUntil: number;
-}
+/** A question answered with `y` (anything else cancels): deny all, lock, unlock. */
+export type ConfirmState =
+  | {
+    kind: "denyAll";
+    /** The ids pending when the question was asked: exactly these are denied. */
+    ids: string[];
+    armedUntil: number;
+  }
+  | { kind: "lock" | "unlock"; armedUntil: number };
 
 /** Everything the screen shows. */
 export interface UiState {
@@ -135,6 +145,8 @@ export type Effect =
   | { type: "approve"; id: string; digest: string }
   | { type: "deny"; id: string; reason: string }
   | { type: "refresh" }
+  | { type: "lock" }
+  | { type: "unlock" }
   /** Discard terminal input not read yet (`tcflush`). */
   | { type: "flushInput" }
   | { type: "loadHistory" }
@@ -175,10 +187,19 @@ export function initialState(
   };
 }
 
-/** Blocks input for the arming delay from `at` and asks for pending input to be flushed. */
+/**
+ * Blocks input for the arming delay from `at`, forgets a half-typed approval code, and asks for
+ * pending input to be flushed.
+ */
 function armInput(state: UiState, at: number): Update {
   return {
-    state: { ...state, inputBlockedUntil: Math.max(state.inputBlockedUntil, at + state.armMs) },
+    state: {
+      ...state,
+      inputBlockedUntil: Math.max(state.inputBlockedUntil, at + state.armMs),
+      detail: state.detail && state.detail.typed !== ""
+        ? { ...state.detail, typed: "" }
+        : state.detail,
+    },
     effects: [{ type: "flushInput" }],
   };
 }
@@ -350,9 +371,50 @@ function openDetail(state: UiState, at: number): UiState {
   return {
     ...state,
     screen: "detail",
-    detail: { view, scroll: 0, gone: null, changed: false, armedUntil: at + state.armMs },
+    detail: {
+      view,
+      scroll: 0,
+      gone: null,
+      changed: false,
+      armedUntil: at + state.armMs,
+      typed: "",
+    },
     confirm: null,
   };
+}
+
+function denyAll(state: UiState, ids: string[]): Update {
+  const effects: Effect[] = ids.map((id) => ({ type: "deny", id, reason: DENY_ALL_REASON }));
+  return {
+    state: withStatus(
+      { ...state, confirm: null },
+      `denying ${ids.length} request${ids.length === 1 ? "" : "s"}...`,
+    ),
+    effects: [...effects, { type: "refresh" }],
+  };
+}
+
+/** The `y`/other answer to a {@link ConfirmState} question. */
+function onConfirmKey(state: UiState, c: ConfirmState, key: Key, at: number): Update {
+  if (key !== "y") {
+    return { state: withStatus({ ...state, confirm: null }, "cancelled"), effects: [] };
+  }
+  if (at < c.armedUntil) {
+    return {
+      state: withStatus(state, "too fast: key ignored; read the question, then press y", "warn"),
+      effects: [],
+    };
+  }
+  switch (c.kind) {
+    case "denyAll":
+      return denyAll(state, c.ids);
+    case "lock":
+    case "unlock":
+      return {
+        state: withStatus({ ...state, confirm: null }, `${c.kind}ing...`),
+        effects: [{ type: c.kind }],
+      };
+  }
 }
 
 function deny(state: UiState, id: string): Update {
@@ -391,10 +453,24 @@ function onKeyList(state: UiState, key: Key, at: number): Update {
         return { state: withStatus(state, "no request selected"), effects: [] };
       }
       return deny(state, state.selectedId);
+    case "D":
+      if (n === 0) return { state: withStatus(state, "nothing to deny"), effects: [] };
+      return {
+        state: {
+          ...state,
+          confirm: {
+            kind: "denyAll",
+            ids: state.requests.map((r) => r.id),
+            armedUntil: at + state.armMs,
+          },
+          status: null,
+        },
+        effects: [],
+      };
     case "A":
     case "a":
       return {
-        state: withStatus(state, "open the request (Enter) to read it and approve it"),
+        state: withStatus(state, "open the request (Enter), read it, then type its approval code"),
         effects: [],
       };
     case "h":
@@ -414,76 +490,68 @@ function onKeyList(state: UiState, key: Key, at: number): Update {
   return { state, effects: [] };
 }
 
+function spaced(code: string): string {
+  return [...code].join(" ");
+}
+
+/** A letter of the approval code typed on the detail view. */
+function onCodeLetter(state: UiState, d: DetailState, letter: string, at: number): Update {
+  const code = approvalCode(d.view.id, d.view.digest);
+  const reset = (text: string, tone: Style): Update => ({
+    state: withStatus({ ...state, detail: { ...d, typed: "" } }, text, tone),
+    effects: [],
+  });
+  if (at < d.armedUntil) return reset("too fast: key ignored (new content on screen)", "warn");
+  if (letter !== code[d.typed.length]) {
+    return reset(`wrong letter: the approval code is ${spaced(code)}; start again`, "error");
+  }
+  const typed = d.typed + letter;
+  if (typed.length < code.length) {
+    return { state: { ...state, detail: { ...d, typed }, status: null }, effects: [] };
+  }
+  if (d.gone !== null) return reset(`cannot approve: the request is ${d.gone}`, "error");
+  if (d.changed) {
+    return reset(
+      "cannot approve: the request changed since it was opened; go back and reopen it",
+      "error",
+    );
+  }
+  if (state.busy) return reset("a decision is still in progress", "warn");
+  return {
+    state: withStatus(
+      { ...state, detail: { ...d, typed: "" }, busy: { id: d.view.id, action: "approve" } },
+      `approving ${d.view.id.slice(0, 8)}...`,
+    ),
+    effects: [{ type: "approve", id: d.view.id, digest: d.view.digest }],
+  };
+}
+
 function backToList(state: UiState): UiState {
   return { ...state, screen: "list", detail: null, confirm: null };
 }
 
 function onKeyDetail(state: UiState, d: DetailState, key: Key, at: number): Update {
-  if (state.confirm) {
-    const c = state.confirm;
-    if (key === "y") {
-      if (at < c.armedUntil) {
-        return {
-          state: withStatus(state, "too fast: key ignored; press y again to approve", "warn"),
-          effects: [],
-        };
-      }
-      if (state.busy) {
-        return { state: withStatus(state, "a decision is still in progress", "warn"), effects: [] };
-      }
-      return {
-        state: withStatus(
-          { ...state, confirm: null, busy: { id: c.id, action: "approve" } },
-          `approving ${c.id.slice(0, 8)}...`,
-        ),
-        effects: [{ type: "approve", id: c.id, digest: c.digest }],
-      };
-    }
-    return { state: withStatus({ ...state, confirm: null }, "approval cancelled"), effects: [] };
-  }
   const delta = scrollDelta(key, pageSize(state.size, "detail"));
   if (delta !== null) {
     const scroll = applyScroll(d.scroll, delta, detailMaxScroll(state, d));
     return { state: { ...state, detail: { ...d, scroll } }, effects: [] };
   }
+  if (key.length === 1 && CODE_ALPHABET.includes(key.toUpperCase())) {
+    return onCodeLetter(state, d, key.toUpperCase(), at);
+  }
   switch (key) {
-    case "A": {
-      if (at < d.armedUntil) {
-        return {
-          state: withStatus(state, "too fast: key ignored (new content on screen)", "warn"),
-          effects: [],
-        };
-      }
-      if (d.gone !== null) {
-        return {
-          state: withStatus(state, `cannot approve: the request is ${d.gone}`, "error"),
-          effects: [],
-        };
-      }
-      if (d.changed) {
-        return {
-          state: withStatus(
-            state,
-            "cannot approve: the request changed since it was opened; go back and reopen it",
-            "error",
-          ),
-          effects: [],
-        };
-      }
-      if (state.busy) {
-        return { state: withStatus(state, "a decision is still in progress", "warn"), effects: [] };
-      }
+    case "A":
+    case "a":
+    case "y":
+    case "<enter>":
       return {
-        state: {
-          ...state,
-          confirm: { id: d.view.id, digest: d.view.digest, armedUntil: at + state.armMs },
-          status: null,
-        },
+        state: withStatus(
+          state,
+          `to approve, type the code ${spaced(approvalCode(d.view.id, d.view.digest))}`,
+          "warn",
+        ),
         effects: [],
       };
-    }
-    case "a":
-      return { state: withStatus(state, "approve with A (shift-a), then y"), effects: [] };
     case "d":
       if (at < d.armedUntil) {
         return {
@@ -547,6 +615,9 @@ export function update(state: UiState, event: UiEvent): Update {
       if (event.key === "<ctrl-c>") {
         return { state: { ...state, quit: true }, effects: [{ type: "quit" }] };
       }
+      if (state.confirm && event.at >= state.inputBlockedUntil) {
+        return onConfirmKey(state, state.confirm, event.key, event.at);
+      }
       if (event.at < state.inputBlockedUntil) {
         return {
           state: withStatus(state, "key ignored: the screen just changed, read it first", "warn"),
@@ -583,14 +654,11 @@ export function update(state: UiState, event: UiEvent): Update {
         if (!now) detail = { ...detail, gone: detail.gone ?? "no longer pending" };
         else if (now.digest !== detail.view.digest) detail = { ...detail, changed: true };
       }
-      let confirm = state.confirm;
-      if (confirm && detail && (detail.gone !== null || detail.changed)) confirm = null;
       const next: UiState = {
         ...state,
         requests,
         selectedId,
         detail,
-        confirm,
         loaded: true,
         conn: { ...state.conn, status: "connected", error: null },
       };
@@ -613,14 +681,7 @@ export function update(state: UiState, event: UiEvent): Update {
       let next = state;
       const d = state.detail;
       if (d && d.view.id === event.id && event.state !== "pending") {
-        next = { ...next, detail: { ...d, gone: String(event.state) } };
-        if (next.confirm?.id === event.id) {
-          next = withStatus(
-            { ...next, confirm: null },
-            `the request is now ${event.state}`,
-            "warn",
-          );
-        }
+        next = { ...next, detail: { ...d, gone: String(event.state), typed: "" } };
       }
       return { state: next, effects: [{ type: "refresh" }] };
     }

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import type { RequestView } from "../lib/protocol.ts";
 import {
+  approvalCode,
   ARM_MS,
+  CODE_ALPHABET,
+  CODE_LENGTH,
+  DENY_ALL_REASON,
   DENY_REASON,
   type Effect,
   initialState,
@@ -91,23 +95,50 @@ Deno.test("list navigation clamps", () => {
   assert.equal(s.selectedId, hostileCommit().id);
 });
 
-Deno.test("approve: A then y, with the digest of the view that is displayed", () => {
+/** The approval code of `view`, as keys (lowercase: the code is case-insensitive). */
+function codeKeys(view: RequestView): string[] {
+  return [...approvalCode(view.id, view.digest).toLowerCase()];
+}
+
+Deno.test("approval codes: 3 letters, none bound on the detail view, per request and digest", () => {
+  const a = approvalCode(hostileCommit().id, hostileCommit().digest);
+  assert.match(a, new RegExp(`^[${CODE_ALPHABET}]{${CODE_LENGTH}}$`));
+  for (const bound of "jkbgGdqhaynJKBDQHAYN") {
+    assert.ok(!CODE_ALPHABET.includes(bound.toUpperCase()), bound);
+  }
+  // Different requests (and another digest of the same id) get different codes, mostly.
+  const codes = new Set(
+    Array.from({ length: 200 }, (_, i) => approvalCode(`${i}`.padStart(32, "0"), "d1")),
+  );
+  assert.ok(codes.size > 150, `${codes.size} distinct codes of 200`);
+  assert.notEqual(approvalCode("ab".repeat(16), "1"), approvalCode("ab".repeat(16), "2"));
+});
+
+Deno.test("approve: only by typing the request's code, with the digest of the view shown", () => {
   const view = hostileCommit(NOW);
   let s = start([view, tagRequest(NOW)]);
-  // A in the list does not approve
-  let r = press(s, ["A", "y"]);
+  // Nothing approves from the list: not A, y, Enter+y, nor the code itself.
+  let r = press(s, ["A", "y", ...codeKeys(view)]);
   assert.deepEqual(r.effects, []);
   assert.equal(r.state.screen, "list");
-  // open, then A, then y
-  r = press(s, ["<enter>", "A"]);
+  // Open it: habitual keys do not approve.
+  r = press(s, ["<enter>", "A", "y", "<enter>", "<esc>"]);
+  assert.deepEqual(r.effects, []);
+  r = press(s, ["<enter>"]);
   assert.equal(r.state.screen, "detail");
-  assert.deepEqual(r.state.confirm?.digest, view.digest);
-  r = press(r.state, ["y"]);
+  r = press(r.state, ["A", "y", "<enter>"]);
+  assert.deepEqual(r.effects, []);
+  assert.match(r.state.status!.text, /to approve, type the code [A-Z] [A-Z] [A-Z]/);
+  const [c1, c2, c3] = codeKeys(view);
+  r = press(r.state, [c1, c2]);
+  assert.deepEqual(r.effects, []);
+  assert.equal(r.state.detail!.typed, (c1 + c2).toUpperCase());
+  r = press(r.state, [c3]);
   assert.deepEqual(r.effects, [{ type: "approve", id: view.id, digest: view.digest }]);
   s = r.state;
   assert.deepEqual(s.busy, { id: view.id, action: "approve" });
-  // a second y does nothing while busy
-  assert.deepEqual(press(s, ["A", "y"]).effects, []);
+  // typing it again does nothing while busy
+  assert.deepEqual(press(s, codeKeys(view)).effects, []);
   // success: back to the list, status, refresh
   r = update(s, { type: "decision", id: view.id, action: "approve", error: null });
   assert.equal(r.state.screen, "list");
@@ -116,36 +147,75 @@ Deno.test("approve: A then y, with the digest of the view that is displayed", ()
   assert.deepEqual(r.effects, [{ type: "refresh" }]);
 });
 
-Deno.test("approve prompt: any other key cancels", () => {
-  let s = press(start([hostileCommit(NOW)]), ["<enter>", "A"]).state;
-  assert.ok(s.confirm);
-  const r = press(s, ["n"]);
-  assert.equal(r.state.confirm, null);
+Deno.test("a wrong letter starts the code over; another request's code does not approve", () => {
+  const view = hostileCommit(NOW);
+  const other = tagRequest(NOW);
+  const code = codeKeys(view);
+  const wrong = [...CODE_ALPHABET.toLowerCase()].find((l) => l !== code[1])!;
+  let r = press(start([view]), ["<enter>", code[0], wrong]);
   assert.deepEqual(r.effects, []);
-  s = press(r.state, ["A", "<enter>"]).state;
-  assert.equal(s.confirm, null);
-  assert.equal(s.screen, "detail");
+  assert.equal(r.state.detail!.typed, "");
+  assert.match(r.state.status!.text, /wrong letter/);
+  r = press(r.state, code);
+  assert.deepEqual(r.effects, [{ type: "approve", id: view.id, digest: view.digest }]);
+  if (codeKeys(other).join("") !== code.join("")) {
+    r = press(start([view]), ["<enter>", ...codeKeys(other)]);
+    assert.ok(!r.effects.some((e) => e.type === "approve"));
+  }
 });
 
-Deno.test("arming: decision keys right after new content are discarded", () => {
+Deno.test("arming: decision keys right after the detail opened are discarded", () => {
   const view = hostileCommit(NOW);
   let s = start([view]);
   s = update(s, { type: "key", key: "<enter>", at: NOW }).state;
-  // A 100 ms after the detail opened: ignored
-  s = update(s, { type: "key", key: "A", at: NOW + 100 }).state;
-  assert.equal(s.confirm, null);
-  assert.match(s.status!.text, /too fast/);
+  const code = codeKeys(view);
+  // the code typed 100 ms after the detail opened: ignored, and it has to start over
+  let r = update(s, { type: "key", key: code[0], at: NOW + 100 });
+  assert.equal(r.state.detail!.typed, "");
+  assert.match(r.state.status!.text, /too fast/);
   // d too
-  let r = update(s, { type: "key", key: "d", at: NOW + 200 });
+  r = update(r.state, { type: "key", key: "d", at: NOW + 200 });
   assert.deepEqual(r.effects, []);
-  // later A works, but a y typed right after it is discarded
-  s = update(r.state, { type: "key", key: "A", at: NOW + ARM_MS + 1 }).state;
-  assert.ok(s.confirm);
-  r = update(s, { type: "key", key: "y", at: NOW + ARM_MS + 50 });
-  assert.deepEqual(r.effects, []);
-  assert.ok(r.state.confirm, "the prompt stays");
-  r = update(r.state, { type: "key", key: "y", at: NOW + 2 * ARM_MS + 10 });
+  s = r.state;
+  for (const [i, k] of code.entries()) {
+    r = update(s, { type: "key", key: k, at: NOW + ARM_MS + 1 + i });
+    s = r.state;
+  }
   assert.deepEqual(r.effects, [{ type: "approve", id: view.id, digest: view.digest }]);
+});
+
+Deno.test("arming: a change on screen discards every key for the delay and flushes input", () => {
+  const [a, b] = [hostileCommit(NOW), tagRequest(NOW)];
+  let s = press(start([a]), ["<enter>"], NOW).state;
+  const code = codeKeys(a);
+  s = press(s, [code[0]]).state;
+  assert.equal(s.detail!.typed, code[0].toUpperCase());
+  // a new request arrives while the code is half typed
+  const at = clock + 5;
+  const r = update(s, { type: "list", at, requests: [a, b] });
+  assert.deepEqual(r.effects, [{ type: "flushInput" }]);
+  assert.equal(r.state.inputBlockedUntil, at + ARM_MS);
+  assert.equal(r.state.detail!.typed, "", "the half-typed code is forgotten");
+  s = r.state;
+  for (const k of [code[1], "d", "j", "q"]) {
+    const x = update(s, { type: "key", key: k, at: at + 10 });
+    assert.deepEqual(x.effects, [], k);
+    assert.equal(x.state.screen, "detail");
+    assert.match(x.state.status!.text, /ignored/);
+  }
+  // the same list again is no change: no new block
+  assert.deepEqual(update(s, { type: "list", at: at + 5_000, requests: [a, b] }).effects, []);
+  // Ctrl-C always quits
+  assert.deepEqual(update(s, { type: "key", key: "<ctrl-c>", at: at + 1 }).effects, [{
+    type: "quit",
+  }]);
+  // focus (the VT came to the front) blocks too
+  const f = update(s, { type: "focused", at: at + 20_000 });
+  assert.equal(f.state.inputBlockedUntil, at + 20_000 + ARM_MS);
+  assert.deepEqual(f.effects, [{ type: "flushInput" }]);
+  // the configured delay is used
+  const custom = initialState("x", NOW, SIZE, { armMs: 2_000 });
+  assert.equal(update(custom, { type: "focused", at: NOW }).state.inputBlockedUntil, NOW + 2_000);
 });
 
 Deno.test("a request that leaves or changes cannot be approved", () => {
@@ -155,7 +225,7 @@ Deno.test("a request that leaves or changes cannot be approved", () => {
   let r = update(s, { type: "changed", id: view.id, state: "expired" });
   assert.deepEqual(r.effects, [{ type: "refresh" }]);
   assert.equal(r.state.detail?.gone, "expired");
-  r = press(r.state, ["A", "y"]);
+  r = press(r.state, codeKeys(view));
   assert.deepEqual(r.effects, []);
   assert.match(r.state.status!.text, /cannot approve: the request is expired/);
   // it disappears from the list
@@ -167,15 +237,39 @@ Deno.test("a request that leaves or changes cannot be approved", () => {
     update(s, { type: "list", at: NOW - 10_000, requests: [{ ...view, digest: "ff".repeat(32) }] })
       .state;
   assert.ok(s.detail?.changed);
-  r = press(s, ["A", "y"]);
+  r = press(s, codeKeys(view));
   assert.deepEqual(r.effects, []);
   assert.match(r.state.status!.text, /changed since it was opened/);
-  // the prompt is withdrawn when the request leaves while it is up
-  s = press(start([view]), ["<enter>", "A"]).state;
-  assert.ok(s.confirm);
-  s = update(s, { type: "changed", id: view.id, state: "cancelled" }).state;
-  assert.equal(s.confirm, null);
-  assert.deepEqual(press(s, ["y"]).effects, []);
+});
+
+Deno.test("deny all pending: D, then y, denies exactly the requests listed when D was pressed", () => {
+  const [a, b, c] = [hostileCommit(NOW), tagRequest(NOW), pushRequest(NOW)];
+  let r = press(start([a, b]), ["D"]);
+  assert.deepEqual(r.effects, []);
+  assert.deepEqual(r.state.confirm, {
+    kind: "denyAll",
+    ids: [a.id, b.id],
+    armedUntil: clock + ARM_MS,
+  });
+  // a y right away is too fast
+  const early = update(r.state, { type: "key", key: "y", at: clock + 10 });
+  assert.deepEqual(early.effects, []);
+  // c arrives meanwhile; it is not denied unseen
+  const s = update(r.state, { type: "list", at: clock - 100_000, requests: [a, b, c] }).state;
+  r = press(s, ["y"], clock + 100_000);
+  assert.deepEqual(r.effects, [
+    { type: "deny", id: a.id, reason: DENY_ALL_REASON },
+    { type: "deny", id: b.id, reason: DENY_ALL_REASON },
+    { type: "refresh" },
+  ]);
+  assert.equal(r.state.confirm, null);
+  // any other key cancels
+  r = press(start([a, b]), ["D", "n"]);
+  assert.deepEqual(r.effects, []);
+  assert.equal(r.state.confirm, null);
+  assert.match(r.state.status!.text, /cancelled/);
+  // nothing pending: nothing to ask
+  assert.equal(press(start([]), ["D"]).state.confirm, null);
 });
 
 Deno.test("deny from the list and from the detail view", () => {

@@ -7,7 +7,14 @@
  * @module
  */
 
-import type { HistoryEntry, RequestState, RequestView, StoreStatus } from "../lib/protocol.ts";
+import type {
+  HistoryEntry,
+  RequestState,
+  RequestSummary,
+  RequestView,
+  StoreStatus,
+} from "../lib/protocol.ts";
+import { toSummary } from "./test_support.ts";
 import { type AdminApi, ConsoleApp, setupVt, type VtSetup } from "./main.ts";
 import type { Size } from "./render.ts";
 import { Screen, type TerminalIo } from "./terminal.ts";
@@ -47,12 +54,10 @@ export class MemoryAdmin implements AdminApi {
     for (const cb of [...this.#changed]) cb(id, state);
   }
 
-  list(): Promise<RequestView[]> {
+  list(): Promise<RequestSummary[]> {
     this.calls.push({ member: "list", args: [] });
     return Promise.resolve(
-      [...this.requests.values()].filter((r) => r.state === "pending").map((r) =>
-        structuredClone(r)
-      ),
+      [...this.requests.values()].filter((r) => r.state === "pending").map(toSummary),
     );
   }
   get(id: string): Promise<RequestView> {

@@ -26,12 +26,11 @@
 
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_client.ts";
-import type { RequestView } from "../lib/protocol.ts";
+import type { RequestSummary, RequestView } from "../lib/protocol.ts";
 import { escapeLine, escapeMultiline } from "../lib/sanitize.ts";
 import {
   describeHistoryEntry,
   describeRequest,
-  formatCallerShort,
   formatCountdown,
   shortDigest,
   shortId,
@@ -114,14 +113,14 @@ class Exit extends Error {
   }
 }
 
-function listTable(views: RequestView[], now: number): string {
-  if (views.length === 0) return "no pending requests\n";
-  const rows = views.map((v) => [
+function listTable(list: RequestSummary[], now: number): string {
+  if (list.length === 0) return "no pending requests\n";
+  const rows = list.map((v) => [
     shortId(v.id),
     escapeLine(String(v.kind)),
-    formatCallerShort(v),
+    `uid ${v.callerUid}${v.callerPid !== null ? ` pid ${v.callerPid}` : ""}`,
     formatCountdown(v.expiresAt, now),
-    summarize(v),
+    escapeLine(v.summary),
   ]);
   const head = ["ID", "KIND", "CALLER", "EXPIRES", "SUMMARY"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -195,7 +194,7 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
 
   program.command("list")
     .description("list the pending requests")
-    .option("--json", "print the RequestView array as JSON")
+    .option("--json", "print the RequestSummary array as JSON (details: show <id> --json)")
     .action(async (opts) => {
       const views = await (await connect()).list();
       print(opts.json ? safeJson(views) + "\n" : listTable(views, Date.now()));

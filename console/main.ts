@@ -32,7 +32,13 @@
  */
 
 import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_client.ts";
-import type { HistoryEntry, RequestState, RequestView, StoreStatus } from "../lib/protocol.ts";
+import type {
+  HistoryEntry,
+  RequestState,
+  RequestSummary,
+  RequestView,
+  StoreStatus,
+} from "../lib/protocol.ts";
 import { escapeLine } from "../lib/sanitize.ts";
 import { render, START_HINT } from "./render.ts";
 import { PHRASE_ENV, type PhraseInfo, readPhrase } from "./phrase.ts";
@@ -130,7 +136,7 @@ function errorText(err: unknown): string {
 
 /** The admin operations the console uses (real: {@link AdminClient}; tests: a fake). */
 export interface AdminApi {
-  list(): Promise<RequestView[]>;
+  list(): Promise<RequestSummary[]>;
   get(idOrPrefix: string): Promise<RequestView>;
   approve(id: string, digest: string): Promise<void>;
   deny(id: string, reason: string): Promise<void>;
@@ -387,6 +393,13 @@ export class ConsoleApp {
         } catch (err) {
           this.#status(`cannot flush input: ${errorText(err)}`);
         }
+        return;
+      case "load":
+        this.#withClient(
+          (c) => c.get(effect.id),
+          (view) => this.dispatch({ type: "detail", view, at: this.#clock.now() }),
+          (error) => this.dispatch({ type: "detailError", id: effect.id, error }),
+        );
         return;
       case "loadHistory":
         this.#withClient(

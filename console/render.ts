@@ -11,14 +11,7 @@
 
 import { escapeLine } from "../lib/sanitize.ts";
 import type { HistoryEntry, RequestView } from "../lib/protocol.ts";
-import {
-  describeHistoryEntry,
-  describeRequest,
-  formatCallerShort,
-  formatCountdown,
-  shortId,
-  summarize,
-} from "./describe.ts";
+import { describeHistoryEntry, describeRequest, formatCountdown, shortId } from "./describe.ts";
 import { cell, padRow, pushAll, type Seg, seg, toAnsi, wrapLine } from "./text.ts";
 import type { UiState } from "./state.ts";
 import { approvalCode } from "./approval_code.ts";
@@ -204,10 +197,11 @@ function listBody(state: UiState, cols: number, height: number): Seg[][] {
       const countdown = formatCountdown(r.expiresAt, state.now);
       const fixed = (selected ? "> " : "  ") + cell(shortId(r.id), COL.id) +
         cell(escapeLine(String(r.kind)), COL.kind) +
-        cell(formatCallerShort(r), COL.caller) + cell(countdown, COL.expires);
+        cell(`uid ${r.callerUid}${r.callerPid !== null ? ` pid ${r.callerPid}` : ""}`, COL.caller) +
+        cell(countdown, COL.expires);
       rows.push(
         padRow(
-          [seg(fixed + summarize(r), selected ? "selected" : "plain")],
+          [seg(fixed + escapeLine(r.summary), selected ? "selected" : "plain")],
           cols,
           selected ? "selected" : "plain",
         ),
@@ -233,17 +227,20 @@ function listBody(state: UiState, cols: number, height: number): Seg[][] {
 
 function detailHeader(state: UiState, cols: number): Seg[] {
   const d = state.detail!;
+  const s = d.summary;
   const v = d.view;
-  const segs: Seg[] = [seg(`REQUEST ${shortId(v.id)} ${escapeLine(String(v.kind))} `, "heading")];
+  const segs: Seg[] = [seg(`REQUEST ${shortId(s.id)} ${escapeLine(String(s.kind))} `, "heading")];
   if (d.gone !== null) segs.push(seg(` NO LONGER PENDING: ${escapeLine(d.gone)} `, "error"));
   else if (d.changed) segs.push(seg(" CHANGED SINCE OPENED: go back and reopen ", "error"));
   else {
-    segs.push(seg(` expires in ${formatCountdown(v.expiresAt, state.now)} `, "warn"));
-    const code = approvalCode(v.id, v.digest);
-    segs.push(seg(" approve: type "), seg([...code].join(" "), "key"));
-    if (d.typed !== "") segs.push(seg(` (typed ${[...d.typed].join(" ")})`, "ok"));
+    segs.push(seg(` expires in ${formatCountdown(s.expiresAt, state.now)} `, "warn"));
+    if (v !== null) {
+      const code = approvalCode(v.id, v.digest);
+      segs.push(seg(" approve: type "), seg([...code].join(" "), "key"));
+      if (d.typed !== "") segs.push(seg(` (typed ${[...d.typed].join(" ")})`, "ok"));
+    }
   }
-  segs.push(seg(` ${summarize(v)}`));
+  segs.push(seg(` ${escapeLine(s.summary)}`));
   return padRow(segs, cols);
 }
 
@@ -306,7 +303,12 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
   let keys: Seg[];
   if (state.screen === "detail" && state.detail) {
     out.push(detailHeader(state, cols));
-    const all = detailRows(state.detail.view, cols);
+    const view = state.detail.view;
+    const all = view !== null ? detailRows(view, cols) : [[
+      state.detail.error !== null
+        ? seg(`cannot load the request: ${escapeLine(state.detail.error)}`, "error")
+        : seg("loading the request from the daemon...", "dim"),
+    ]];
     const page = bodyHeight - 1;
     const start = Math.min(state.detail.scroll, Math.max(0, all.length - page));
     const shown = all.slice(start, start + page);
@@ -316,11 +318,12 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
     const pos = `lines ${start + 1}-${end} of ${all.length}${
       end < all.length ? " (more below)" : " (end)"
     }`;
-    const code = [...approvalCode(state.detail.view.id, state.detail.view.digest)].join("");
     keys = keysRow(
       [
         ["arrows/PgUp/PgDn", "scroll"],
-        [code, "approve"],
+        ...(view !== null
+          ? [[approvalCode(view.id, view.digest), "approve"] as [string, string]]
+          : []),
         ["d", "deny"],
         ["Esc", "back"],
       ],

@@ -1,12 +1,38 @@
 import assert from "node:assert/strict";
 import { escapeLine, escapeMultiline } from "../lib/sanitize.ts";
-import type { RequestView } from "../lib/protocol.ts";
+import type { RequestSummary, RequestView } from "../lib/protocol.ts";
 import { detailRows, render, renderSegs } from "./render.ts";
-import { approvalCode, initialState, type UiState, update } from "./state.ts";
+import {
+  approvalCode,
+  type Effect,
+  initialState,
+  type UiEvent,
+  type UiState,
+  update,
+} from "./state.ts";
 import { displayWidth, toAnsi } from "./text.ts";
-import { HOSTILE, hostileCommit, pushRequest, tagRequest } from "./test_support.ts";
+import { HOSTILE, hostileCommit, pushRequest, tagRequest, toSummary } from "./test_support.ts";
 
 const NOW = 1_700_000_000_000;
+
+/** Full views by id: what the fake `Get` answers (see {@link step}). */
+const VIEWS = new Map<string, RequestView>();
+
+/** The summaries `List` would return for `views` (and remembers the views for `Get`). */
+function summaries(views: RequestView[]): RequestSummary[] {
+  for (const v of views) VIEWS.set(v.id, v);
+  return views.map(toSummary);
+}
+
+/** {@link update}, answering a `load` effect at once with the view (as main.ts does via `Get`). */
+function step(s: UiState, e: UiEvent): { state: UiState; effects: Effect[] } {
+  const r = update(s, e);
+  const load = r.effects.find((x) => x.type === "load");
+  if (!load || load.type !== "load" || !VIEWS.has(load.id)) return r;
+  const at = "at" in e ? e.at : NOW;
+  const r2 = update(r.state, { type: "detail", view: VIEWS.get(load.id)!, at });
+  return { state: r2.state, effects: [...r.effects.filter((x) => x !== load), ...r2.effects] };
+}
 // Our own SGR styling, which is the only escape sequence render() may emit.
 // deno-lint-ignore no-control-regex
 const SGR = /\x1b\[[0-9;]*m/g;
@@ -19,12 +45,12 @@ const FORBIDDEN = new RegExp(
 
 function stateWith(requests: RequestView[], size = { cols: 100, rows: 30 }): UiState {
   let s = initialState("unix:path=/run/test/bus", NOW, size);
-  s = update(s, { type: "connection", status: "connected" }).state;
-  return update(s, { type: "list", at: NOW - 10_000, requests }).state;
+  s = step(s, { type: "connection", status: "connected" }).state;
+  return step(s, { type: "list", at: NOW - 10_000, requests: summaries(requests) }).state;
 }
 
 function key(s: UiState, k: string, at = NOW + 10_000): UiState {
-  return update(s, { type: "key", key: k, at }).state;
+  return step(s, { type: "key", key: k, at }).state;
 }
 
 /** Checks a frame: right row count, exact widths, only our SGR sequences, nothing else. */
@@ -188,7 +214,7 @@ Deno.test("the approval code is on the detail screen; the deny-all question on t
 Deno.test("unreachable daemon is shown with the address and the hint", () => {
   const size = { cols: 80, rows: 12 };
   let s = initialState("unix:path=/run/x\x1b[2J", NOW, size);
-  s = update(s, { type: "connection", status: "unreachable", error: "connect ENOENT" }).state;
+  s = step(s, { type: "connection", status: "unreachable", error: "connect ENOENT" }).state;
   const text = assertSafeFrame(render(s, size), size).join("\n");
   assert.match(text, /DAEMON UNREACHABLE/);
   assert.match(text, /unix:path=\/run\/x\\x1b\[2J/);
@@ -199,7 +225,7 @@ Deno.test("history view escapes summaries", () => {
   const size = { cols: 100, rows: 12 };
   let s = stateWith([], size);
   s = key(s, "h");
-  s = update(s, {
+  s = step(s, {
     type: "history",
     entries: Array.from({ length: 20 }, (_, i) => ({
       at: NOW + i,
@@ -251,8 +277,8 @@ Deno.test("the console phrase is on every screen; without one a warning takes it
   const size = { cols: 100, rows: 20 };
   const phrase = { phrase: "otter \x1b[2Jcobalt", warning: null };
   let s = initialState("unix:path=/x", NOW, size, { phrase });
-  s = update(s, { type: "connection", status: "connected" }).state;
-  s = update(s, { type: "list", at: NOW - 10_000, requests: [hostileCommit(NOW)] }).state;
+  s = step(s, { type: "connection", status: "connected" }).state;
+  s = step(s, { type: "list", at: NOW - 10_000, requests: summaries([hostileCommit(NOW)]) }).state;
   const screens = [s, key(s, "<enter>"), key(s, "h")];
   for (const screen of screens) {
     const lines = assertSafeFrame(render(screen, size), size);

@@ -19,7 +19,13 @@
  * @module
  */
 
-import type { HistoryEntry, RequestState, RequestView, StoreStatus } from "../lib/protocol.ts";
+import type {
+  HistoryEntry,
+  RequestState,
+  RequestSummary,
+  RequestView,
+  StoreStatus,
+} from "../lib/protocol.ts";
 import type { Style } from "./text.ts";
 import type { PhraseInfo } from "./phrase.ts";
 import { approvalCode, CODE_ALPHABET } from "./approval_code.ts";
@@ -55,8 +61,17 @@ export interface ConnState {
 
 /** The detail view of one request. */
 export interface DetailState {
-  /** The snapshot shown; its digest is what an approval names. */
-  view: RequestView;
+  /** The request's id. */
+  id: string;
+  /** The list entry it was opened from. */
+  summary: RequestSummary;
+  /**
+   * The full request as fetched with `Get` (null while loading); its digest is what an approval
+   * names.
+   */
+  view: RequestView | null;
+  /** Why `Get` failed (raw), or null. */
+  error: string | null;
   /** First wrapped row shown. */
   scroll: number;
   /** Set when the request left the pending state (its new state, raw) or the list. */
@@ -86,8 +101,8 @@ export interface UiState {
   size: { cols: number; rows: number };
   screen: "list" | "detail" | "history";
   conn: ConnState;
-  /** Pending requests as last listed, oldest first. */
-  requests: RequestView[];
+  /** Pending requests as last listed (summaries), oldest first. */
+  requests: RequestSummary[];
   /** True once a list arrived on the current connection. */
   loaded: boolean;
   /** Selected request in the list, kept by id so arrivals never move it. */
@@ -124,7 +139,11 @@ export type UiEvent =
   | { type: "key"; key: Key; at: number }
   | { type: "tick"; now: number }
   | { type: "resize"; cols: number; rows: number }
-  | { type: "list"; requests: RequestView[]; at: number }
+  | { type: "list"; requests: RequestSummary[]; at: number }
+  /** `Get` returned the full request for the detail view. */
+  | { type: "detail"; view: RequestView; at: number }
+  /** `Get` failed for the detail view (raw text). */
+  | { type: "detailError"; id: string; error: string }
   | { type: "store"; store: StoreStatus }
   | { type: "changed"; id: string; state: RequestState | string }
   | { type: "connection"; status: ConnState["status"]; error?: string | null }
@@ -145,6 +164,8 @@ export type Effect =
   | { type: "approve"; id: string; digest: string }
   | { type: "deny"; id: string; reason: string }
   | { type: "refresh" }
+  /** Fetch the full request with `Get` for the detail view. */
+  | { type: "load"; id: string }
   | { type: "lock" }
   | { type: "unlock" }
   /** Discard terminal input not read yet (`tcflush`). */
@@ -205,7 +226,7 @@ function armInput(state: UiState, at: number): Update {
 }
 
 /** True when the pending requests differ in ids or digests (what the screen shows changed). */
-function requestsDiffer(a: RequestView[], b: RequestView[]): boolean {
+function requestsDiffer(a: RequestSummary[], b: RequestSummary[]): boolean {
   if (a.length !== b.length) return true;
   return a.some((r, i) => r.id !== b[i].id || r.digest !== b[i].digest);
 }
@@ -307,8 +328,8 @@ function selectedIndex(state: UiState): number {
 }
 
 function keepSelection(
-  old: RequestView[],
-  next: RequestView[],
+  old: RequestSummary[],
+  next: RequestSummary[],
   selected: string | null,
 ): string | null {
   const ids = new Set(next.map((r) => r.id));
@@ -325,6 +346,7 @@ function keepSelection(
 }
 
 function detailMaxScroll(state: UiState, d: DetailState): number {
+  if (!d.view) return 0;
   const total = detailRows(d.view, state.size.cols).length;
   return Math.max(0, total - pageSize(state.size, "detail"));
 }
@@ -365,21 +387,27 @@ function applyScroll(current: number, delta: number | "home" | "end", max: numbe
   return Math.min(max, Math.max(0, current + delta));
 }
 
-function openDetail(state: UiState, at: number): UiState {
-  const view = state.requests.find((r) => r.id === state.selectedId);
-  if (!view) return withStatus(state, "no request selected");
+function openDetail(state: UiState, at: number): Update {
+  const summary = state.requests.find((r) => r.id === state.selectedId);
+  if (!summary) return { state: withStatus(state, "no request selected"), effects: [] };
   return {
-    ...state,
-    screen: "detail",
-    detail: {
-      view,
-      scroll: 0,
-      gone: null,
-      changed: false,
-      armedUntil: at + state.armMs,
-      typed: "",
+    state: {
+      ...state,
+      screen: "detail",
+      detail: {
+        id: summary.id,
+        summary,
+        view: null,
+        error: null,
+        scroll: 0,
+        gone: null,
+        changed: false,
+        armedUntil: at + state.armMs,
+        typed: "",
+      },
+      confirm: null,
     },
-    confirm: null,
+    effects: [{ type: "load", id: summary.id }],
   };
 }
 
@@ -447,7 +475,7 @@ function onKeyList(state: UiState, key: Key, at: number): Update {
     case "<space>":
     case "<right>":
     case "l":
-      return { state: openDetail(state, at), effects: [] };
+      return openDetail(state, at);
     case "d":
       if (!state.selectedId) {
         return { state: withStatus(state, "no request selected"), effects: [] };
@@ -494,8 +522,13 @@ function spaced(code: string): string {
   return [...code].join(" ");
 }
 
-/** A letter of the approval code typed on the detail view. */
-function onCodeLetter(state: UiState, d: DetailState, letter: string, at: number): Update {
+/** A letter of the approval code typed on the detail view (its request is loaded). */
+function onCodeLetter(
+  state: UiState,
+  d: DetailState & { view: RequestView },
+  letter: string,
+  at: number,
+): Update {
   const code = approvalCode(d.view.id, d.view.digest);
   const reset = (text: string, tone: Style): Update => ({
     state: withStatus({ ...state, detail: { ...d, typed: "" } }, text, tone),
@@ -536,8 +569,15 @@ function onKeyDetail(state: UiState, d: DetailState, key: Key, at: number): Upda
     const scroll = applyScroll(d.scroll, delta, detailMaxScroll(state, d));
     return { state: { ...state, detail: { ...d, scroll } }, effects: [] };
   }
+  const back = ["<esc>", "q", "<left>", "<backspace>", "h"];
+  if (d.view === null && !back.includes(key) && key !== "d") {
+    return {
+      state: withStatus(state, d.error ? "the request could not be loaded" : "loading...", "warn"),
+      effects: [],
+    };
+  }
   if (key.length === 1 && CODE_ALPHABET.includes(key.toUpperCase())) {
-    return onCodeLetter(state, d, key.toUpperCase(), at);
+    return onCodeLetter(state, { ...d, view: d.view! }, key.toUpperCase(), at);
   }
   switch (key) {
     case "A":
@@ -547,7 +587,7 @@ function onKeyDetail(state: UiState, d: DetailState, key: Key, at: number): Upda
       return {
         state: withStatus(
           state,
-          `to approve, type the code ${spaced(approvalCode(d.view.id, d.view.digest))}`,
+          `to approve, type the code ${spaced(approvalCode(d.view!.id, d.view!.digest))}`,
           "warn",
         ),
         effects: [],
@@ -565,7 +605,7 @@ function onKeyDetail(state: UiState, d: DetailState, key: Key, at: number): Upda
           effects: [],
         };
       }
-      return deny(state, d.view.id);
+      return deny(state, d.id);
     case "<esc>":
     case "q":
     case "<left>":
@@ -650,9 +690,10 @@ export function update(state: UiState, event: UiEvent): Update {
       const selectedId = keepSelection(state.requests, requests, state.selectedId);
       let detail = state.detail;
       if (detail) {
-        const now = requests.find((r) => r.id === detail!.view.id);
-        if (!now) detail = { ...detail, gone: detail.gone ?? "no longer pending" };
-        else if (now.digest !== detail.view.digest) detail = { ...detail, changed: true };
+        const now = requests.find((r) => r.id === detail!.id);
+        const shown = detail.view?.digest ?? detail.summary.digest;
+        if (!now) detail = { ...detail, gone: detail.gone ?? "no longer pending", typed: "" };
+        else if (now.digest !== shown) detail = { ...detail, changed: true, typed: "" };
       }
       const next: UiState = {
         ...state,
@@ -663,6 +704,34 @@ export function update(state: UiState, event: UiEvent): Update {
         conn: { ...state.conn, status: "connected", error: null },
       };
       return arm ? armInput(next, event.at) : { state: next, effects: [] };
+    }
+    case "detail": {
+      const d = state.detail;
+      if (!d || d.id !== event.view.id) return { state, effects: [] };
+      const view = event.view;
+      const detail: DetailState = {
+        ...d,
+        view,
+        error: null,
+        // What is on screen now is what the arming delay protects.
+        armedUntil: Math.max(d.armedUntil, event.at + state.armMs),
+        typed: "",
+        changed: d.changed || view.digest !== d.summary.digest,
+        gone: d.gone ?? (view.state !== "pending" ? String(view.state) : null),
+      };
+      return { state: { ...state, detail }, effects: [] };
+    }
+    case "detailError": {
+      const d = state.detail;
+      if (!d || d.id !== event.id) return { state, effects: [] };
+      return {
+        state: withStatus(
+          { ...state, detail: { ...d, error: event.error } },
+          `cannot load ${event.id.slice(0, 8)}: ${event.error}`,
+          "error",
+        ),
+        effects: [],
+      };
     }
     case "vt":
       return {
@@ -680,7 +749,7 @@ export function update(state: UiState, event: UiEvent): Update {
     case "changed": {
       let next = state;
       const d = state.detail;
-      if (d && d.view.id === event.id && event.state !== "pending") {
+      if (d && d.id === event.id && event.state !== "pending") {
         next = { ...next, detail: { ...d, gone: String(event.state), typed: "" } };
       }
       return { state: next, effects: [{ type: "refresh" }] };
@@ -724,7 +793,7 @@ export function update(state: UiState, event: UiEvent): Update {
           effects: [{ type: "refresh" }],
         };
       }
-      const back = state.detail?.view.id === event.id ? backToList(base) : base;
+      const back = state.detail?.id === event.id ? backToList(base) : base;
       return {
         state: withStatus(back, `${verb} ${event.id.slice(0, 8)}`, "ok"),
         effects: [{ type: "refresh" }],

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { RequestView } from "../lib/protocol.ts";
+import type { RequestSummary, RequestView } from "../lib/protocol.ts";
 import {
   approvalCode,
   ARM_MS,
@@ -10,18 +10,38 @@ import {
   type Effect,
   initialState,
   parseKeys,
+  type UiEvent,
   type UiState,
   update,
 } from "./state.ts";
-import { hostileCommit, pushRequest, tagRequest } from "./test_support.ts";
+import { hostileCommit, pushRequest, tagRequest, toSummary } from "./test_support.ts";
 
 const NOW = 1_700_000_000_000;
+
+/** Full views by id: what the fake `Get` answers (see {@link step}). */
+const VIEWS = new Map<string, RequestView>();
+
+/** The summaries `List` would return for `views` (and remembers the views for `Get`). */
+function summaries(views: RequestView[]): RequestSummary[] {
+  for (const v of views) VIEWS.set(v.id, v);
+  return views.map(toSummary);
+}
+
+/** {@link update}, answering a `load` effect at once with the view (as main.ts does via `Get`). */
+function step(s: UiState, e: UiEvent): { state: UiState; effects: Effect[] } {
+  const r = update(s, e);
+  const load = r.effects.find((x) => x.type === "load");
+  if (!load || load.type !== "load" || !VIEWS.has(load.id)) return r;
+  const at = "at" in e ? e.at : NOW;
+  const r2 = update(r.state, { type: "detail", view: VIEWS.get(load.id)!, at });
+  return { state: r2.state, effects: [...r.effects.filter((x) => x !== load), ...r2.effects] };
+}
 const SIZE = { cols: 100, rows: 30 };
 
 function start(requests: RequestView[]): UiState {
   let s = initialState("unix:path=/x", NOW, SIZE);
-  s = update(s, { type: "connection", status: "connected" }).state;
-  return update(s, { type: "list", at: NOW - 10_000, requests }).state;
+  s = step(s, { type: "connection", status: "connected" }).state;
+  return step(s, { type: "list", at: NOW - 10_000, requests: summaries(requests) }).state;
 }
 
 let clock = NOW;
@@ -32,7 +52,7 @@ function press(s: UiState, keys: string[], from = clock): { state: UiState; effe
   clock = Math.max(clock, from);
   for (const k of keys) {
     clock += ARM_MS + 1;
-    const r = update(s, { type: "key", key: k, at: clock });
+    const r = step(s, { type: "key", key: k, at: clock });
     s = r.state;
     effects.push(...r.effects);
   }
@@ -72,14 +92,14 @@ Deno.test("selection is kept by id when requests arrive or leave", () => {
   s = press(s, ["j"]).state;
   assert.equal(s.selectedId, b.id);
   // a new request arrives (even at the front): the selection stays on b
-  s = update(s, { type: "list", at: NOW - 10_000, requests: [c, a, b] }).state;
+  s = step(s, { type: "list", at: NOW - 10_000, requests: summaries([c, a, b]) }).state;
   assert.equal(s.selectedId, b.id);
   // b leaves: the next one after it in the old order, else the previous
-  s = update(s, { type: "list", at: NOW - 10_000, requests: [c, a] }).state;
+  s = step(s, { type: "list", at: NOW - 10_000, requests: summaries([c, a]) }).state;
   assert.equal(s.selectedId, a.id);
-  s = update(s, { type: "list", at: NOW - 10_000, requests: [] }).state;
+  s = step(s, { type: "list", at: NOW - 10_000, requests: summaries([]) }).state;
   assert.equal(s.selectedId, null);
-  s = update(s, { type: "list", at: NOW - 10_000, requests: [b] }).state;
+  s = step(s, { type: "list", at: NOW - 10_000, requests: summaries([b]) }).state;
   assert.equal(s.selectedId, b.id);
 });
 
@@ -140,7 +160,7 @@ Deno.test("approve: only by typing the request's code, with the digest of the vi
   // typing it again does nothing while busy
   assert.deepEqual(press(s, codeKeys(view)).effects, []);
   // success: back to the list, status, refresh
-  r = update(s, { type: "decision", id: view.id, action: "approve", error: null });
+  r = step(s, { type: "decision", id: view.id, action: "approve", error: null });
   assert.equal(r.state.screen, "list");
   assert.equal(r.state.busy, null);
   assert.match(r.state.status!.text, /approved 1a2b3c4d/);
@@ -167,18 +187,18 @@ Deno.test("a wrong letter starts the code over; another request's code does not 
 Deno.test("arming: decision keys right after the detail opened are discarded", () => {
   const view = hostileCommit(NOW);
   let s = start([view]);
-  s = update(s, { type: "key", key: "<enter>", at: NOW }).state;
+  s = step(s, { type: "key", key: "<enter>", at: NOW }).state;
   const code = codeKeys(view);
   // the code typed 100 ms after the detail opened: ignored, and it has to start over
-  let r = update(s, { type: "key", key: code[0], at: NOW + 100 });
+  let r = step(s, { type: "key", key: code[0], at: NOW + 100 });
   assert.equal(r.state.detail!.typed, "");
   assert.match(r.state.status!.text, /too fast/);
   // d too
-  r = update(r.state, { type: "key", key: "d", at: NOW + 200 });
+  r = step(r.state, { type: "key", key: "d", at: NOW + 200 });
   assert.deepEqual(r.effects, []);
   s = r.state;
   for (const [i, k] of code.entries()) {
-    r = update(s, { type: "key", key: k, at: NOW + ARM_MS + 1 + i });
+    r = step(s, { type: "key", key: k, at: NOW + ARM_MS + 1 + i });
     s = r.state;
   }
   assert.deepEqual(r.effects, [{ type: "approve", id: view.id, digest: view.digest }]);
@@ -192,50 +212,56 @@ Deno.test("arming: a change on screen discards every key for the delay and flush
   assert.equal(s.detail!.typed, code[0].toUpperCase());
   // a new request arrives while the code is half typed
   const at = clock + 5;
-  const r = update(s, { type: "list", at, requests: [a, b] });
+  const r = step(s, { type: "list", at, requests: summaries([a, b]) });
   assert.deepEqual(r.effects, [{ type: "flushInput" }]);
   assert.equal(r.state.inputBlockedUntil, at + ARM_MS);
   assert.equal(r.state.detail!.typed, "", "the half-typed code is forgotten");
   s = r.state;
   for (const k of [code[1], "d", "j", "q"]) {
-    const x = update(s, { type: "key", key: k, at: at + 10 });
+    const x = step(s, { type: "key", key: k, at: at + 10 });
     assert.deepEqual(x.effects, [], k);
     assert.equal(x.state.screen, "detail");
     assert.match(x.state.status!.text, /ignored/);
   }
   // the same list again is no change: no new block
-  assert.deepEqual(update(s, { type: "list", at: at + 5_000, requests: [a, b] }).effects, []);
+  assert.deepEqual(
+    step(s, { type: "list", at: at + 5_000, requests: summaries([a, b]) }).effects,
+    [],
+  );
   // Ctrl-C always quits
-  assert.deepEqual(update(s, { type: "key", key: "<ctrl-c>", at: at + 1 }).effects, [{
+  assert.deepEqual(step(s, { type: "key", key: "<ctrl-c>", at: at + 1 }).effects, [{
     type: "quit",
   }]);
   // focus (the VT came to the front) blocks too
-  const f = update(s, { type: "focused", at: at + 20_000 });
+  const f = step(s, { type: "focused", at: at + 20_000 });
   assert.equal(f.state.inputBlockedUntil, at + 20_000 + ARM_MS);
   assert.deepEqual(f.effects, [{ type: "flushInput" }]);
   // the configured delay is used
   const custom = initialState("x", NOW, SIZE, { armMs: 2_000 });
-  assert.equal(update(custom, { type: "focused", at: NOW }).state.inputBlockedUntil, NOW + 2_000);
+  assert.equal(step(custom, { type: "focused", at: NOW }).state.inputBlockedUntil, NOW + 2_000);
 });
 
 Deno.test("a request that leaves or changes cannot be approved", () => {
   const view = hostileCommit(NOW);
   let s = press(start([view, tagRequest(NOW)]), ["<enter>"]).state;
   // Changed(id, expired) while it is shown
-  let r = update(s, { type: "changed", id: view.id, state: "expired" });
+  let r = step(s, { type: "changed", id: view.id, state: "expired" });
   assert.deepEqual(r.effects, [{ type: "refresh" }]);
   assert.equal(r.state.detail?.gone, "expired");
   r = press(r.state, codeKeys(view));
   assert.deepEqual(r.effects, []);
   assert.match(r.state.status!.text, /cannot approve: the request is expired/);
   // it disappears from the list
-  s = update(s, { type: "list", at: NOW - 10_000, requests: [tagRequest(NOW)] }).state;
+  s = step(s, { type: "list", at: NOW - 10_000, requests: summaries([tagRequest(NOW)]) }).state;
   assert.equal(s.detail?.gone, "no longer pending");
   // same id, different digest
   s = press(start([view]), ["<enter>"]).state;
-  s =
-    update(s, { type: "list", at: NOW - 10_000, requests: [{ ...view, digest: "ff".repeat(32) }] })
-      .state;
+  s = step(s, {
+    type: "list",
+    at: NOW - 10_000,
+    requests: summaries([{ ...view, digest: "ff".repeat(32) }]),
+  })
+    .state;
   assert.ok(s.detail?.changed);
   r = press(s, codeKeys(view));
   assert.deepEqual(r.effects, []);
@@ -252,10 +278,11 @@ Deno.test("deny all pending: D, then y, denies exactly the requests listed when 
     armedUntil: clock + ARM_MS,
   });
   // a y right away is too fast
-  const early = update(r.state, { type: "key", key: "y", at: clock + 10 });
+  const early = step(r.state, { type: "key", key: "y", at: clock + 10 });
   assert.deepEqual(early.effects, []);
   // c arrives meanwhile; it is not denied unseen
-  const s = update(r.state, { type: "list", at: clock - 100_000, requests: [a, b, c] }).state;
+  const s =
+    step(r.state, { type: "list", at: clock - 100_000, requests: summaries([a, b, c]) }).state;
   r = press(s, ["y"], clock + 100_000);
   assert.deepEqual(r.effects, [
     { type: "deny", id: a.id, reason: DENY_ALL_REASON },
@@ -276,7 +303,7 @@ Deno.test("deny from the list and from the detail view", () => {
   const [a, b] = [hostileCommit(NOW), tagRequest(NOW)];
   let r = press(start([a, b]), ["j", "d"]);
   assert.deepEqual(r.effects, [{ type: "deny", id: b.id, reason: DENY_REASON }]);
-  r = update(r.state, {
+  r = step(r.state, {
     type: "decision",
     id: b.id,
     action: "deny",
@@ -286,7 +313,7 @@ Deno.test("deny from the list and from the detail view", () => {
   assert.equal(r.state.status!.tone, "error");
   r = press(start([a, b]), ["<enter>", "d"]);
   assert.deepEqual(r.effects, [{ type: "deny", id: a.id, reason: DENY_REASON }]);
-  r = update(r.state, { type: "decision", id: a.id, action: "deny", error: null });
+  r = step(r.state, { type: "decision", id: a.id, action: "deny", error: null });
   assert.equal(r.state.screen, "list");
 });
 
@@ -302,7 +329,7 @@ Deno.test("detail scrolling clamps to the content", () => {
   s = press(s, ["k"]).state;
   assert.equal(s.detail!.scroll, end - 1);
   // a wider terminal has fewer rows: scroll is clamped on resize
-  s = update(s, { type: "resize", cols: 400, rows: 300 }).state;
+  s = step(s, { type: "resize", cols: 400, rows: 300 }).state;
   assert.equal(s.detail!.scroll, 0);
   s = press(s, ["<esc>"]).state;
   assert.equal(s.screen, "list");
@@ -313,7 +340,7 @@ Deno.test("history, refresh and quit", () => {
   let r = press(start([]), ["h"]);
   assert.equal(r.state.screen, "history");
   assert.deepEqual(r.effects, [{ type: "loadHistory" }]);
-  r = update(r.state, { type: "historyError", error: "boom" });
+  r = step(r.state, { type: "historyError", error: "boom" });
   assert.equal(r.state.history.error, "boom");
   r = press(r.state, ["q"]);
   assert.equal(r.state.screen, "list");
@@ -327,12 +354,13 @@ Deno.test("history, refresh and quit", () => {
 
 Deno.test("connection states", () => {
   let s = start([hostileCommit(NOW)]);
-  s = update(s, { type: "connection", status: "unreachable", error: "gone" }).state;
+  s = step(s, { type: "connection", status: "unreachable", error: "gone" }).state;
   assert.equal(s.conn.status, "unreachable");
   assert.deepEqual(s.requests, []);
-  const r = update(s, { type: "connection", status: "connected" });
+  const r = step(s, { type: "connection", status: "connected" });
   assert.deepEqual(r.effects, [{ type: "refresh" }]);
-  s = update(r.state, { type: "list", at: NOW - 10_000, requests: [tagRequest(NOW)] }).state;
+  s =
+    step(r.state, { type: "list", at: NOW - 10_000, requests: summaries([tagRequest(NOW)]) }).state;
   assert.equal(s.conn.status, "connected");
   assert.equal(s.selectedId, tagRequest().id);
 });
@@ -340,8 +368,8 @@ Deno.test("connection states", () => {
 Deno.test("status messages expire on tick", () => {
   let s = press(start([]), ["A"]).state;
   assert.ok(s.status);
-  s = update(s, { type: "tick", now: NOW + 2 * ARM_MS }).state;
+  s = step(s, { type: "tick", now: NOW + 2 * ARM_MS }).state;
   assert.ok(s.status);
-  s = update(s, { type: "tick", now: NOW + 60_000 }).state;
+  s = step(s, { type: "tick", now: NOW + 60_000 }).state;
   assert.equal(s.status, null);
 });

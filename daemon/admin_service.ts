@@ -116,7 +116,7 @@ export class AdminService {
   async #call(member: keyof typeof ADMIN_MEMBERS, args: unknown[]): Promise<string | undefined> {
     switch (member) {
       case "List": {
-        const json = JSON.stringify(this.#manager.list());
+        const json = JSON.stringify(this.#manager.summaries());
         // The bus disconnects a sender whose message exceeds its limit: refuse instead.
         if (json.length > MAX_REPLY_CHARS) {
           throw new RequestError(

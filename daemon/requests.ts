@@ -10,6 +10,7 @@
 import { createHash } from "node:crypto";
 import { parsePayload, PayloadError, payloadKind, summarize } from "../lib/payload.ts";
 import {
+  capSummary,
   DEFAULT_REQUEST_TTL_MS,
   Errors,
   isFinal,
@@ -18,10 +19,12 @@ import {
   READ_WINDOW_MS,
   type RequestKind,
   type RequestState,
+  type RequestSummary,
   type RequestView,
   type SecretDetails,
   type SignContext,
   type SignDetails,
+  summaryOf,
   type VerifiedCaller,
 } from "../lib/protocol.ts";
 import { GpgError, type GpgRunner } from "./gpg.ts";
@@ -308,6 +311,14 @@ export class RequestManager {
     }
   }
 
+  /** Summaries of the pending requests, oldest first (the admin `List`). */
+  summaries(): RequestSummary[] {
+    return [...this.#entries.values()]
+      .filter((e) => e.view.state === "pending")
+      .sort((a, b) => a.view.createdAt - b.view.createdAt)
+      .map((e) => summaryOf(e.view, e.summary));
+  }
+
   /** Pending requests, oldest first. */
   list(): RequestView[] {
     return [...this.#entries.values()]
@@ -501,7 +512,7 @@ export class RequestManager {
       id: v.id,
       kind: v.kind,
       event,
-      summary: capSummary(entry.summary.replace(/[\r\n]+/g, " ")),
+      summary: capSummary(entry.summary),
       callerUid: v.caller.uid,
       callerPid: v.caller.pid,
       digest: v.digest,
@@ -545,13 +556,6 @@ export function contentDigest(parts: {
     ["reported", JSON.stringify(parts.reported)],
     ["caller", JSON.stringify(parts.caller)],
   ]);
-}
-
-/** Longest summary kept in a history entry, in UTF-16 code units. */
-const SUMMARY_MAX = 200;
-
-function capSummary(s: string): string {
-  return s.length > SUMMARY_MAX ? `${s.slice(0, SUMMARY_MAX)}… (${s.length} chars)` : s;
 }
 
 function short(id: string): string {

@@ -137,3 +137,34 @@ Deno.test("the digest covers the payload and the reported context", async () => 
   const digests = new Set([a, b, c].map((id) => m.get(id).digest));
   assert.equal(digests.size, 3);
 });
+
+Deno.test("summaries: what List returns, small and with the same digest as the full view", async () => {
+  const { m, submit, clock } = setup();
+  const long = new TextEncoder().encode(
+    "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n" +
+      "author A U Thor <a@example.test> 1700000000 +0100\n" +
+      "committer A U Thor <a@example.test> 1700000000 +0100\n\n" + "x".repeat(500) + "\n\n" +
+      "body\n".repeat(10_000),
+  );
+  const a = await submit();
+  clock.t += 1;
+  const b = await submit(":1.10", long);
+  const list = m.summaries();
+  assert.deepEqual(list.map((s) => s.id), [a, b]);
+  const view = m.get(a);
+  assert.deepEqual(list[0], {
+    id: a,
+    kind: "sign.commit",
+    state: "pending",
+    createdAt: view.createdAt,
+    expiresAt: view.expiresAt,
+    summary: "subject",
+    callerUid: 1000,
+    callerPid: 42,
+    digest: view.digest,
+  });
+  assert.equal(list[1].summary, `${"x".repeat(200)}… (500 chars)`);
+  assert.ok(JSON.stringify(list[1]).length < 1_000, "a 50 KB body does not travel in List");
+  m.deny(a);
+  assert.deepEqual(m.summaries().map((s) => s.id), [b]);
+});

@@ -38,6 +38,7 @@ import {
   ADMIN_PATH,
   type HistoryEntry,
   type RequestState,
+  type RequestSummary,
   type RequestView,
   type StoreStatus,
 } from "./protocol.ts";
@@ -261,16 +262,16 @@ export class AdminClient {
   }
 
   /**
-   * The pending requests, oldest first.
+   * Summaries of the pending requests, oldest first; {@link get} fetches one in full.
    *
    * @throws {AdminError} | {AdminUnreachableError}
    */
-  async list(): Promise<RequestView[]> {
+  async list(): Promise<RequestSummary[]> {
     const value = await this.#callJson("List", []);
     if (!Array.isArray(value)) {
       throw new AdminError(BAD_REPLY_ERROR, "List: reply is not an array");
     }
-    return value.map((v) => checkRequestView(v, "List"));
+    return value.map((v) => checkSummary(v));
   }
 
   /**
@@ -424,6 +425,21 @@ function checkRequestView(v: unknown, member: string): RequestView {
     }
   }
   return v as unknown as RequestView;
+}
+
+function checkSummary(v: unknown): RequestSummary {
+  const bad = (what: string) => new AdminError(BAD_REPLY_ERROR, `List: ${what}`);
+  if (!isObject(v)) throw bad("summary is not an object");
+  for (const k of ["id", "kind", "state", "digest", "summary"]) {
+    if (typeof v[k] !== "string") throw bad(`summary field ${k} is not a string`);
+  }
+  for (const k of ["createdAt", "expiresAt", "callerUid"]) {
+    if (typeof v[k] !== "number") throw bad(`summary field ${k} is not a number`);
+  }
+  if (v.callerPid !== null && typeof v.callerPid !== "number") {
+    throw bad("summary field callerPid is not a number or null");
+  }
+  return v as unknown as RequestSummary;
 }
 
 function checkHistoryEntry(v: unknown): HistoryEntry {

@@ -217,6 +217,57 @@ export interface RequestView {
   message: string | null;
 }
 
+/**
+ * One pending request as the admin `List` returns it: enough to list it, hold the VT until its
+ * deadline and tell whether it changed. The full {@link RequestView} comes from `Get`. Strings
+ * are raw (escape before display).
+ */
+export interface RequestSummary {
+  /** Opaque id: 32 lowercase hex characters. */
+  id: string;
+  kind: RequestKind;
+  state: RequestState;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  /** When it expires, milliseconds since the epoch. */
+  expiresAt: number;
+  /** One line (commit subject, `read "label"`...), at most {@link SUMMARY_MAX} characters. */
+  summary: string;
+  /** Uid of the calling connection (verified by the daemon). */
+  callerUid: number;
+  /** Pid of the calling connection, or null. */
+  callerPid: number | null;
+  /** The content digest: the same as the full view's. */
+  digest: string;
+}
+
+/** Longest {@link RequestSummary.summary} and history summary, in UTF-16 code units. */
+export const SUMMARY_MAX = 200;
+
+/**
+ * A one-line summary cut to {@link SUMMARY_MAX}: line breaks become spaces, a longer text ends
+ * with `… (<n> chars)`.
+ */
+export function capSummary(s: string): string {
+  const line = s.replace(/[\r\n]+/g, " ");
+  return line.length > SUMMARY_MAX ? `${line.slice(0, SUMMARY_MAX)}… (${line.length} chars)` : line;
+}
+
+/** The {@link RequestSummary} of a full view, given its one-line summary (raw). */
+export function summaryOf(view: RequestView, summary: string): RequestSummary {
+  return {
+    id: view.id,
+    kind: view.kind,
+    state: view.state,
+    createdAt: view.createdAt,
+    expiresAt: view.expiresAt,
+    summary: capSummary(summary),
+    callerUid: view.caller.uid,
+    callerPid: view.caller.pid,
+    digest: view.digest,
+  };
+}
+
 /** An entry of the append-only history (one JSON object per line in `history.jsonl`). */
 export interface HistoryEntry {
   /** Milliseconds since the epoch. */
@@ -369,7 +420,8 @@ export function requestIdFromPath(path: string): string | null {
  * Members of {@link ADMIN_IFACE} on the companion bus, with their D-Bus signatures.
  * JSON travels as `s` because these are our own structured records, not a standard interface.
  *
- * - `List() → s`: JSON `RequestView[]` of the pending requests, oldest first.
+ * - `List() → s`: JSON {@link RequestSummary}`[]` of the pending requests, oldest first (small:
+ *   fetch each request's details with `Get`).
  * - `Get(s id) → s`: JSON `RequestView`; `id` may be a unique prefix (≥ 4 hex chars) of a
  *   pending or recently finished request. Errors: `NoSuchRequest`, `AmbiguousId`.
  * - `Approve(s id, s digest)`: full id and the `digest` of what was shown. Errors:

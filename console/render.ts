@@ -82,12 +82,13 @@ function titleBar(state: UiState, cols: number): Seg[] {
     : state.store.state === "unavailable"
     ? " | STORE UNAVAILABLE"
     : "";
+  // The VT lock comes first: on an 80-column VT the end of the bar may be cut.
   const vt = state.vt.status === "held"
     ? ` | VT ${state.vt.vt} held`
     : state.vt.status === "off"
     ? " | NO VT LOCK"
     : "";
-  const left = ` secrets-dispatcher | ${where} | ${conn}${store}${vt}`;
+  const left = ` secrets-dispatcher${vt} | ${where} | ${conn}${store}`;
   const gap = Math.max(1, cols - left.length - clock.length - 1);
   return padRow(
     [seg(

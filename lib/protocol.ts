@@ -282,6 +282,54 @@ export interface HistoryEntry {
   callerPid: number | null;
   digest: string;
   message?: string | null;
+  /** The grant or deny rule that decided the request without a human, when one did. */
+  rule?: string | null;
+}
+
+/**
+ * A grant or deny rule, made on the console (or with `ctl`) and kept by the daemon in memory
+ * (a restart forgets them all). All strings are raw.
+ *
+ * - `read-grant`: "this program may read these items for N minutes": later `secret.read`
+ *   requests from the same verified caller uid, for the same client process (pid and command
+ *   line as the daemon itself saw them with `ps`) and a subset of the same items, are approved
+ *   without asking.
+ * - `rebase-grant`: "the next N signatures continuing this rebase": a `sign.commit` request with
+ *   the same caller uid and key whose first parent is the commit the daemon just signed (predicted
+ *   from the signature) is approved without asking, N times at most.
+ * - `deny`: requests of the same kind from the same caller uid and program (secret requests:
+ *   same items too; signing: same key) are denied without asking.
+ */
+export interface RuleView {
+  /** `g` or `r` followed by 8 hex characters. */
+  id: string;
+  type: "read-grant" | "rebase-grant" | "deny";
+  /** What it allows or denies, in words (raw). */
+  description: string;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  /** When it stops applying (ms since the epoch), or null for "until revoked" (deny rules). */
+  expiresAt: number | null;
+  /** Signatures left (rebase grants), else null. */
+  remaining: number | null;
+  /** Requests it decided so far. */
+  uses: number;
+  /** The request it was made with. */
+  fromRequest: string;
+}
+
+/** Options of `ApproveWithGrant` (JSON). Exactly one applies, by the request's kind. */
+export interface GrantOptions {
+  /** `secret.read`: how long the read grant lasts, minutes (1–60). */
+  minutes?: number;
+  /** `sign.commit`: how many further signatures continuing the rebase (1–100). */
+  signatures?: number;
+}
+
+/** Options of `DenyWithRule` (JSON). */
+export interface DenyRuleOptions {
+  /** How long the deny rule lasts, minutes (1–1440); 0 or absent: until revoked. */
+  minutes?: number;
 }
 
 /**
@@ -428,7 +476,18 @@ export function requestIdFromPath(path: string): string | null {
  *   `NoSuchRequest`, `DigestMismatch`, `NotPending`.
  * - `Deny(s id, s reason)`: full id. Errors: `NoSuchRequest`, `NotPending`.
  * - `History(u limit) → s`: JSON `HistoryEntry[]`, newest last, at most `limit` (0 = 100).
- * - `Status() → s`: JSON {@link StoreStatus} of the secret store.
+ * - `Status() → s`: JSON {@link StoreStatus} of the secret store (`locked` while the console's
+ *   lock is on).
+ * - `ApproveWithGrant(s id, s digest, s options) → s`: approves like `Approve` and makes a grant
+ *   from the request ({@link GrantOptions} in, {@link RuleView} out). Errors: as `Approve`, and
+ *   `InvalidArgs` when no grant can be made from this request (kind, unverified program).
+ * - `DenyWithRule(s id, s reason, s options) → s`: denies like `Deny` and makes a deny rule
+ *   ({@link DenyRuleOptions} in, {@link RuleView} out).
+ * - `Rules() → s`: JSON {@link RuleView}`[]` of the grants and deny rules in force.
+ * - `Revoke(s id)`: ends a grant or rule. Errors: `NoSuchRequest` (no such rule).
+ * - `Lock()`: ends every pending request (denied), drops every grant and open read window, and
+ *   refuses new requests with `StoreLocked` until `Unlock()`.
+ * - `Unlock()`: accepts requests again.
  * - signal `Changed(s id, s state)`: a request was created or changed state.
  */
 export const ADMIN_MEMBERS = {
@@ -438,6 +497,12 @@ export const ADMIN_MEMBERS = {
   Deny: { in: "ss", out: "" },
   History: { in: "u", out: "s" },
   Status: { in: "", out: "s" },
+  ApproveWithGrant: { in: "sss", out: "s" },
+  DenyWithRule: { in: "sss", out: "s" },
+  Rules: { in: "", out: "s" },
+  Revoke: { in: "s", out: "" },
+  Lock: { in: "", out: "" },
+  Unlock: { in: "", out: "" },
 } as const;
 
 /**

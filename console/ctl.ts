@@ -4,9 +4,13 @@
  * ```
  * ctl [--bus <address>] list [--json]
  * ctl [--bus <address>] show <id> [--json]
- * ctl [--bus <address>] approve <id> [--digest <hex>] [--json]
- * ctl [--bus <address>] deny <id> [--reason <text>] [--json]
+ * ctl [--bus <address>] approve <id> [--digest <hex>] [--grant-minutes <n> | --grant-signatures <n>] [--json]
+ * ctl [--bus <address>] deny <id> [--reason <text>] [--rule [--rule-minutes <n>]] [--json]
  * ctl [--bus <address>] history [--limit <n>] [--json]
+ * ctl [--bus <address>] rules [--json]
+ * ctl [--bus <address>] revoke <rule id>
+ * ctl [--bus <address>] lock | unlock
+ * ctl [--bus <address>] status [--json]
  * ```
  *
  * `<id>` may be any unique prefix (at least 4 hex characters) of a request id. The address
@@ -26,12 +30,13 @@
 
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_client.ts";
-import type { RequestSummary, RequestView } from "../lib/protocol.ts";
+import type { RequestSummary, RequestView, RuleView } from "../lib/protocol.ts";
 import { escapeLine, escapeMultiline } from "../lib/sanitize.ts";
 import {
   describeHistoryEntry,
   describeRequest,
   formatCountdown,
+  formatTime,
   shortDigest,
   shortId,
   summarize,
@@ -139,6 +144,27 @@ function oneLine(view: RequestView): string {
   }`;
 }
 
+/** `g1a2b3c4d read-grant: <description> (expires ..., used n)`, escaped. */
+function ruleLine(r: RuleView): string {
+  const until = r.expiresAt === null ? "until revoked" : `until ${formatTime(r.expiresAt)}`;
+  const left = r.remaining !== null ? `, ${r.remaining} left` : "";
+  return `${escapeLine(r.id)} ${escapeLine(r.type)}: ${
+    escapeLine(r.description)
+  } (${until}${left}, ` +
+    `used ${r.uses}, from request ${shortId(r.fromRequest)})`;
+}
+
+function parseCount(value: string): number {
+  if (!/^\d{1,6}$/.test(value)) {
+    throw new CommanderError(
+      EXIT_USAGE,
+      "ctl.badNumber",
+      `expected a whole number, got ${escapeLine(value)}`,
+    );
+  }
+  return Number(value);
+}
+
 function parseLimit(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) > 0xffffffff) {
     throw new CommanderError(
@@ -163,7 +189,9 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
   let address = "";
 
   const program = new Command("ctl")
-    .description("secrets-dispatcher admin CLI: list, show, approve and deny requests")
+    .description(
+      "secrets-dispatcher admin CLI: list, show, approve and deny requests; grants, rules, lock",
+    )
     .addOption(new Option("--bus <address>", `companion bus address (default: $${ADDRESS_ENV})`))
     .exitOverride()
     .configureOutput({
@@ -213,6 +241,16 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
     .description("approve a request (as it is now: run `show` first)")
     .argument("<id>", "request id or unique prefix")
     .option("--digest <hex>", "only approve if the request's digest starts with this (from `show`)")
+    .option(
+      "--grant-minutes <n>",
+      "secret.read: also let this program read these items for n minutes (1-60)",
+      parseCount,
+    )
+    .option(
+      "--grant-signatures <n>",
+      "sign.commit: also approve the next n signatures continuing this rebase (1-100)",
+      parseCount,
+    )
     .option("--json", "print the approved RequestView as JSON")
     .action(async (id, opts) => {
       const c = await connect();
@@ -235,6 +273,18 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
           );
         }
       }
+      if (opts.grantMinutes !== undefined || opts.grantSignatures !== undefined) {
+        const rule = await c.approveWithGrant(view.id, view.digest, {
+          ...(opts.grantMinutes !== undefined ? { minutes: opts.grantMinutes } : {}),
+          ...(opts.grantSignatures !== undefined ? { signatures: opts.grantSignatures } : {}),
+        });
+        print(
+          opts.json
+            ? safeJson({ request: view, grant: rule }) + "\n"
+            : `approved ${oneLine(view)}\ngrant ${ruleLine(rule)}\n`,
+        );
+        return;
+      }
       await c.approve(view.id, view.digest);
       print(opts.json ? safeJson(view) + "\n" : `approved ${oneLine(view)}\n`);
     });
@@ -243,12 +293,57 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
     .description("deny a request")
     .argument("<id>", "request id or unique prefix")
     .option("--reason <text>", "why (recorded in the history)", DEFAULT_DENY_REASON)
+    .option("--rule", "also deny requests like this one from now on (see `rules`)")
+    .option("--rule-minutes <n>", "the rule lasts n minutes (default: until revoked)", parseCount)
     .option("--json", "print the denied RequestView as JSON")
     .action(async (id, opts) => {
       const c = await connect();
       const view = await c.get(id);
+      if (opts.rule || opts.ruleMinutes !== undefined) {
+        const rule = await c.denyWithRule(view.id, opts.reason, { minutes: opts.ruleMinutes });
+        print(
+          opts.json
+            ? safeJson({ request: view, rule }) + "\n"
+            : `denied ${oneLine(view)}\nrule ${ruleLine(rule)}\n`,
+        );
+        return;
+      }
       await c.deny(view.id, opts.reason);
       print(opts.json ? safeJson(view) + "\n" : `denied ${oneLine(view)}\n`);
+    });
+
+  program.command("rules")
+    .description("list the grants and deny rules in force")
+    .option("--json", "print the RuleView array as JSON")
+    .action(async (opts) => {
+      const rules = await (await connect()).rules();
+      if (opts.json) print(safeJson(rules) + "\n");
+      else if (rules.length === 0) print("no grants or deny rules\n");
+      else print(rules.map((r) => ruleLine(r)).join("\n") + "\n");
+    });
+
+  program.command("revoke")
+    .description("end a grant or deny rule")
+    .argument("<rule>", "rule id (from `rules`)")
+    .action(async (rule) => {
+      await (await connect()).revoke(rule);
+      print(`revoked ${escapeLine(rule)}\n`);
+    });
+
+  program.command("lock")
+    .description(
+      "lock: deny every pending request, drop every grant, refuse requests until `unlock`",
+    )
+    .action(async () => {
+      await (await connect()).lock();
+      print("locked: pending requests denied, grants dropped, new requests refused\n");
+    });
+
+  program.command("unlock")
+    .description("end the lock: requests are accepted again")
+    .action(async () => {
+      await (await connect()).unlock();
+      print("unlocked\n");
     });
 
   program.command("status")

@@ -338,7 +338,9 @@ export class AdminClient {
   /** The grants and deny rules in force. */
   async rules(): Promise<RuleView[]> {
     const value = await this.#callJson("Rules", []);
-    if (!Array.isArray(value)) throw new AdminError(BAD_REPLY_ERROR, "Rules: reply is not an array");
+    if (!Array.isArray(value)) {
+      throw new AdminError(BAD_REPLY_ERROR, "Rules: reply is not an array");
+    }
     return value.map(checkRule);
   }
 

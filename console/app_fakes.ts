@@ -8,10 +8,13 @@
  */
 
 import type {
+  DenyRuleOptions,
+  GrantOptions,
   HistoryEntry,
   RequestState,
   RequestSummary,
   RequestView,
+  RuleView,
   StoreStatus,
 } from "../lib/protocol.ts";
 import { toSummary } from "./test_support.ts";
@@ -79,6 +82,56 @@ export class MemoryAdmin implements AdminApi {
     const r = this.requests.get(id);
     if (!r || r.state !== "pending") return Promise.reject(new Error("refused"));
     this.setState(id, "denied");
+    return Promise.resolve();
+  }
+  /** Grants and rules made through this fake. */
+  readonly rules_: RuleView[] = [];
+  locked = false;
+  async approveWithGrant(id: string, digest: string, options: GrantOptions): Promise<RuleView> {
+    await this.approve(id, digest);
+    this.calls.push({ member: "approveWithGrant", args: [id, digest, options] });
+    return this.#rule("read-grant", id);
+  }
+  async denyWithRule(id: string, reason: string, options: DenyRuleOptions): Promise<RuleView> {
+    await this.deny(id, reason);
+    this.calls.push({ member: "denyWithRule", args: [id, reason, options] });
+    return this.#rule("deny", id);
+  }
+  #rule(type: RuleView["type"], from: string): RuleView {
+    const rule: RuleView = {
+      id: `g${String(this.rules_.length).padStart(8, "0")}`,
+      type,
+      description: `a ${type} from ${from}`,
+      createdAt: 0,
+      expiresAt: null,
+      remaining: null,
+      uses: 0,
+      fromRequest: from,
+    };
+    this.rules_.push(rule);
+    return rule;
+  }
+  rules(): Promise<RuleView[]> {
+    return Promise.resolve([...this.rules_]);
+  }
+  revoke(ruleId: string): Promise<void> {
+    this.calls.push({ member: "revoke", args: [ruleId] });
+    const i = this.rules_.findIndex((r) => r.id === ruleId);
+    if (i < 0) return Promise.reject(new Error("no rule"));
+    this.rules_.splice(i, 1);
+    return Promise.resolve();
+  }
+  lock(): Promise<void> {
+    this.calls.push({ member: "lock", args: [] });
+    this.locked = true;
+    for (const r of this.requests.values()) {
+      if (r.state === "pending") this.setState(r.id, "denied");
+    }
+    return Promise.resolve();
+  }
+  unlock(): Promise<void> {
+    this.calls.push({ member: "unlock", args: [] });
+    this.locked = false;
     return Promise.resolve();
   }
   history(): Promise<HistoryEntry[]> {

@@ -572,5 +572,6 @@ export function describeHistoryEntry(e: HistoryEntry): Seg[] {
   if (e.message != null && e.message !== "") {
     segs.push(seg(`  (${escapeLine(String(e.message))})`, "dim"));
   }
+  if (e.rule != null) segs.push(seg(`  [rule ${escapeLine(String(e.rule))}]`, "warn"));
   return segs;
 }

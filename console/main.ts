@@ -33,10 +33,13 @@
 
 import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_client.ts";
 import type {
+  DenyRuleOptions,
+  GrantOptions,
   HistoryEntry,
   RequestState,
   RequestSummary,
   RequestView,
+  RuleView,
   StoreStatus,
 } from "../lib/protocol.ts";
 import { escapeLine } from "../lib/sanitize.ts";
@@ -142,6 +145,12 @@ export interface AdminApi {
   deny(id: string, reason: string): Promise<void>;
   history(limit?: number): Promise<HistoryEntry[]>;
   status(): Promise<StoreStatus>;
+  approveWithGrant(id: string, digest: string, options: GrantOptions): Promise<RuleView>;
+  denyWithRule(id: string, reason: string, options: DenyRuleOptions): Promise<RuleView>;
+  rules(): Promise<RuleView[]>;
+  revoke(ruleId: string): Promise<void>;
+  lock(): Promise<void>;
+  unlock(): Promise<void>;
   onChanged(cb: (id: string, state: RequestState) => void): Promise<() => void>;
   onClose(cb: (err: Error) => void): () => void;
   close(): void;
@@ -412,15 +421,53 @@ export class ConsoleApp {
       case "deny": {
         const action = effect.type;
         this.#withClient(
-          (c) =>
-            effect.type === "approve"
-              ? c.approve(effect.id, effect.digest)
-              : c.deny(effect.id, effect.reason),
+          async (c) => {
+            if (effect.type === "approve") {
+              if (effect.grant) await c.approveWithGrant(effect.id, effect.digest, effect.grant);
+              else await c.approve(effect.id, effect.digest);
+            } else if (effect.rule) {
+              await c.denyWithRule(effect.id, effect.reason, effect.rule);
+            } else await c.deny(effect.id, effect.reason);
+          },
           () => this.dispatch({ type: "decision", id: effect.id, action, error: null }),
           (error) => this.dispatch({ type: "decision", id: effect.id, action, error }),
         );
         return;
       }
+      case "loadRules":
+        this.#withClient(
+          (c) => c.rules(),
+          (list) => this.dispatch({ type: "rules", list }),
+          (error) => this.dispatch({ type: "rulesError", error }),
+        );
+        return;
+      case "revoke":
+        this.#withClient(
+          (c) => c.revoke(effect.id),
+          () => {
+            this.dispatch({ type: "notice", text: `revoked ${effect.id}`, tone: "ok" });
+            this.#run({ type: "loadRules" });
+          },
+          (error) =>
+            this.dispatch({ type: "notice", text: `revoke failed: ${error}`, tone: "error" }),
+        );
+        return;
+      case "lock":
+      case "unlock":
+        this.#withClient(
+          (c) => effect.type === "lock" ? c.lock() : c.unlock(),
+          () => {
+            this.dispatch({ type: "notice", text: `${effect.type}ed`, tone: "ok" });
+            this.#refresh();
+          },
+          (error) =>
+            this.dispatch({
+              type: "notice",
+              text: `${effect.type} failed: ${error}`,
+              tone: "error",
+            }),
+        );
+        return;
     }
   }
 

@@ -10,6 +10,7 @@ import {
 } from "./main.ts";
 import { harness, settle } from "./app_fakes.ts";
 import { render } from "./render.ts";
+import { approvalCode } from "./approval_code.ts";
 import { FakeEvents, FakeSignals, FakeVt } from "./vt_fakes.ts";
 import { hostileCommit, tagRequest } from "./test_support.ts";
 import { Screen } from "./terminal.ts";
@@ -251,4 +252,80 @@ Deno.test("no console or lib source ever names SIGUSR1 as a signal to listen to"
     }
   }
   assert.deepEqual(offenders, []);
+});
+
+Deno.test("grants and rules on the console: + then the code approves with a grant, r then d denies with a rule, R lists, x revokes, L/U lock", async () => {
+  const h = await harness();
+  const view = hostileCommit(h.clock.now());
+  h.admin.add(view);
+  await h.advance(1_000);
+  const type = async (keys: string) => {
+    for (const k of keys) {
+      h.app.feed(new TextEncoder().encode(k));
+      await h.advance(20, 10);
+    }
+  };
+  await type("\r");
+  await h.advance(1_000);
+  await type("+");
+  assert.match(
+    screenText(h.app),
+    /APPROVING ALSO GRANTS: the next 5 signatures continuing this commit/,
+  );
+  await type(approvalCode(view.id, view.digest).toLowerCase());
+  await h.advance(200);
+  assert.deepEqual(h.admin.calls.find((c) => c.member === "approveWithGrant")?.args, [
+    view.id,
+    view.digest,
+    { signatures: 5 },
+  ]);
+  const tag = tagRequest(h.clock.now());
+  h.admin.add(tag);
+  await h.advance(1_000);
+  await type("\r");
+  await h.advance(1_000);
+  await type("+");
+  assert.match(h.app.state.status!.text, /no grants for sign\.tag/);
+  await type("rr");
+  assert.match(
+    screenText(h.app),
+    /DENYING ALSO MAKES A RULE: deny requests like this until revoked/,
+  );
+  await type("d");
+  await h.advance(200);
+  assert.deepEqual(h.admin.calls.find((c) => c.member === "denyWithRule")?.args, [
+    tag.id,
+    "denied on the console",
+    { minutes: 0 },
+  ]);
+  await h.advance(1_000);
+  await type("R");
+  await h.advance(100);
+  let text = screenText(h.app);
+  assert.match(text, /grants and rules/);
+  assert.match(text, /> g00000000 read-grant/);
+  await type("jx");
+  await h.advance(100);
+  assert.deepEqual(h.admin.calls.find((c) => c.member === "revoke")?.args, ["g00000001"]);
+  assert.deepEqual(h.app.state.rules.list.map((r) => r.id), ["g00000000"]);
+  assert.match(screenText(h.app), /revoked g00000001/);
+  await type("\x1b");
+  await h.advance(100);
+  // Lock needs a y.
+  await type("L");
+  assert.match(screenText(h.app), /LOCK: end every pending request/);
+  await h.advance(1_000);
+  await type("y");
+  await h.advance(100);
+  assert.ok(h.admin.locked);
+  await type("U");
+  await h.advance(1_000);
+  await type("n");
+  assert.ok(h.admin.locked, "any other key cancels");
+  await type("U");
+  await h.advance(1_000);
+  await type("y");
+  await h.advance(100);
+  assert.equal(h.admin.locked, false);
+  h.app.stop();
 });

@@ -13,7 +13,7 @@ import { escapeLine } from "../lib/sanitize.ts";
 import type { HistoryEntry, RequestView } from "../lib/protocol.ts";
 import { describeHistoryEntry, describeRequest, formatCountdown, shortId } from "./describe.ts";
 import { cell, padRow, pushAll, type Seg, seg, toAnsi, wrapLine } from "./text.ts";
-import type { UiState } from "./state.ts";
+import { DENY_RULE_CHOICES, grantChoices, type UiState } from "./state.ts";
 import { approvalCode } from "./approval_code.ts";
 
 /** Terminal size in character cells. */
@@ -65,6 +65,8 @@ function titleBar(state: UiState, cols: number): Seg[] {
     ? "request"
     : state.screen === "history"
     ? "history"
+    : state.screen === "rules"
+    ? "grants and rules"
     : "pending requests";
   const conn = state.conn.status === "connected"
     ? `${state.requests.length} pending`
@@ -226,6 +228,42 @@ function listBody(state: UiState, cols: number, height: number): Seg[][] {
   return rows;
 }
 
+function rulesBody(state: UiState, cols: number, height: number): Seg[][] {
+  const r = state.rules;
+  const rows: Seg[][] = [
+    padRow([
+      seg("GRANTS AND DENY RULES (made here or with ctl; a daemon restart forgets them)", "label"),
+    ], cols),
+  ];
+  if (r.error !== null) {
+    rows.push(padRow([seg(`cannot load them: ${escapeLine(r.error)}`, "error")], cols));
+  }
+  if (r.list.length === 0) {
+    rows.push(padRow([seg(r.loading ? "loading..." : "none", "dim")], cols));
+    return rows;
+  }
+  for (const [i, rule] of r.list.entries()) {
+    const selected = i === r.selected;
+    const until = rule.expiresAt === null
+      ? "until revoked"
+      : `expires in ${formatCountdown(rule.expiresAt, state.now)}`;
+    const left = rule.remaining !== null ? `, ${rule.remaining} left` : "";
+    const line = {
+      segs: [
+        seg(`${selected ? "> " : "  "}${escapeLine(rule.id)} `, selected ? "selected" : "plain"),
+        seg(escapeLine(rule.type), rule.type === "deny" ? "error" : "warn"),
+        seg(` ${escapeLine(rule.description)} (${until}${left}, used ${rule.uses})`),
+      ],
+      cont: [seg("    ")],
+    };
+    for (const row of wrapLine(line, cols)) {
+      if (rows.length >= height) break;
+      rows.push(padRow(row, cols));
+    }
+  }
+  return rows;
+}
+
 function detailHeader(state: UiState, cols: number): Seg[] {
   const d = state.detail!;
   const s = d.summary;
@@ -304,13 +342,25 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
   let keys: Seg[];
   if (state.screen === "detail" && state.detail) {
     out.push(detailHeader(state, cols));
+    // What a decision also does, in its own row so that it is never cut off.
+    const d = state.detail;
+    const extras: Seg[] = [];
+    const grant = grantChoices(d.summary.kind)[d.grant];
+    if (d.grant > 0 && grant) extras.push(seg(` APPROVING ALSO GRANTS: ${grant.label} `, "warn"));
+    if (d.rule > 0) {
+      extras.push(seg(` DENYING ALSO MAKES A RULE: ${DENY_RULE_CHOICES[d.rule].label} `, "error"));
+    }
+    const extraRows = extras.length
+      ? wrapLine({ segs: extras }, cols).map((r) => padRow(r, cols))
+      : [];
+    pushAll(out, extraRows);
     const view = state.detail.view;
     const all = view !== null ? detailRows(view, cols) : [[
       state.detail.error !== null
         ? seg(`cannot load the request: ${escapeLine(state.detail.error)}`, "error")
         : seg("loading the request from the daemon...", "dim"),
     ]];
-    const page = bodyHeight - 1;
+    const page = Math.max(1, bodyHeight - 1 - extraRows.length);
     const start = Math.min(state.detail.scroll, Math.max(0, all.length - page));
     const shown = all.slice(start, start + page);
     for (const r of shown) out.push(padRow(r, cols));
@@ -326,9 +376,19 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
           ? [[approvalCode(view.id, view.digest), "approve"] as [string, string]]
           : []),
         ["d", "deny"],
+        ["+", grantChoices(state.detail.summary.kind)[state.detail.grant]?.label ?? "grant"],
+        ["r", DENY_RULE_CHOICES[state.detail.rule].label],
         ["Esc", "back"],
       ],
       [seg(pos, end < all.length ? "warn" : "dim"), seg(" |", "dim")],
+      cols,
+    );
+  } else if (state.screen === "rules") {
+    pushAll(out, rulesBody(state, cols, bodyHeight));
+    while (out.length < rows - 2) out.push(padRow([], cols));
+    keys = keysRow(
+      [["Up/Down", "select"], ["x", "revoke"], ["r", "reload"], ["Esc", "back"]],
+      [],
       cols,
     );
   } else if (state.screen === "history") {
@@ -350,6 +410,8 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
         ["d", "deny"],
         ["D", "deny all"],
         ["h", "history"],
+        ["R", "rules"],
+        ["L/U", "lock/unlock"],
         ["r", "refresh"],
         ["q", "quit"],
       ],

@@ -20,10 +20,13 @@
  */
 
 import type {
+  DenyRuleOptions,
+  GrantOptions,
   HistoryEntry,
   RequestState,
   RequestSummary,
   RequestView,
+  RuleView,
   StoreStatus,
 } from "../lib/protocol.ts";
 import type { Style } from "./text.ts";
@@ -82,7 +85,48 @@ export interface DetailState {
   armedUntil: number;
   /** The letters of the approval code typed so far (uppercase). */
   typed: string;
+  /** Index into {@link grantChoices} (`+` cycles it): what an approval also grants (0: none). */
+  grant: number;
+  /** Index into {@link DENY_RULE_CHOICES}: what a denial also makes (0: no rule). */
+  rule: number;
 }
+
+/** A grant an approval can make, with its label for the screen. */
+export interface GrantChoice {
+  label: string;
+  options: GrantOptions | null;
+}
+
+/** The grants `+` cycles through on the detail view of a request of `kind`. */
+export function grantChoices(kind: string): GrantChoice[] {
+  const none = { label: "no grant", options: null };
+  if (kind === "secret.read") {
+    return [
+      none,
+      ...[2, 10, 60].map((m) => ({
+        label: `this program may read these items for ${m} min`,
+        options: { minutes: m },
+      })),
+    ];
+  }
+  if (kind === "sign.commit") {
+    return [
+      none,
+      ...[5, 20, 100].map((n) => ({
+        label: `the next ${n} signatures continuing this commit`,
+        options: { signatures: n },
+      })),
+    ];
+  }
+  return [none];
+}
+
+/** The deny rules `r` cycles through on the detail view. */
+export const DENY_RULE_CHOICES: readonly { label: string; options: DenyRuleOptions | null }[] = [
+  { label: "no rule", options: null },
+  { label: "deny requests like this for 60 min", options: { minutes: 60 } },
+  { label: "deny requests like this until revoked", options: { minutes: 0 } },
+];
 
 /** A question answered with `y` (anything else cancels): deny all, lock, unlock. */
 export type ConfirmState =
@@ -99,7 +143,7 @@ export interface UiState {
   /** Current time, ms since the epoch (from tick events). */
   now: number;
   size: { cols: number; rows: number };
-  screen: "list" | "detail" | "history";
+  screen: "list" | "detail" | "history" | "rules";
   conn: ConnState;
   /** Pending requests as last listed (summaries), oldest first. */
   requests: RequestSummary[];
@@ -109,6 +153,8 @@ export interface UiState {
   selectedId: string | null;
   detail: DetailState | null;
   confirm: ConfirmState | null;
+  /** The grants and deny rules screen. */
+  rules: { list: RuleView[]; selected: number; loading: boolean; error: string | null };
   history: {
     entries: HistoryEntry[];
     /** First (wrapped) row shown; null means "at the end" (newest). */
@@ -156,13 +202,18 @@ export type UiEvent =
   | { type: "vtError"; error: string }
   /** A message for the status line (raw text). */
   | { type: "notice"; text: string; tone: Style }
+  /** The grants and deny rules (`Rules`). */
+  | { type: "rules"; list: RuleView[] }
+  | { type: "rulesError"; error: string }
   /** The console's VT came to the front for a new request (input was flushed). */
   | { type: "focused"; at: number };
 
 /** Work for `main.ts` to do. */
 export type Effect =
-  | { type: "approve"; id: string; digest: string }
-  | { type: "deny"; id: string; reason: string }
+  | { type: "approve"; id: string; digest: string; grant?: GrantOptions }
+  | { type: "deny"; id: string; reason: string; rule?: DenyRuleOptions }
+  | { type: "loadRules" }
+  | { type: "revoke"; id: string }
   | { type: "refresh" }
   /** Fetch the full request with `Get` for the detail view. */
   | { type: "load"; id: string }
@@ -197,6 +248,7 @@ export function initialState(
     detail: null,
     confirm: null,
     history: { entries: [], scroll: null, loading: false, error: null },
+    rules: { list: [], selected: 0, loading: false, error: null },
     status: null,
     busy: null,
     store: null,
@@ -404,6 +456,8 @@ function openDetail(state: UiState, at: number): Update {
         changed: false,
         armedUntil: at + state.armMs,
         typed: "",
+        grant: 0,
+        rule: 0,
       },
       confirm: null,
     },
@@ -445,14 +499,55 @@ function onConfirmKey(state: UiState, c: ConfirmState, key: Key, at: number): Up
   }
 }
 
-function deny(state: UiState, id: string): Update {
+function deny(state: UiState, id: string, rule?: DenyRuleOptions): Update {
   if (state.busy) {
     return { state: withStatus(state, "a decision is still in progress", "warn"), effects: [] };
   }
   return {
     state: withStatus({ ...state, busy: { id, action: "deny" } }, `denying ${id.slice(0, 8)}...`),
-    effects: [{ type: "deny", id, reason: DENY_REASON }],
+    effects: [{ type: "deny", id, reason: DENY_REASON, ...(rule ? { rule } : {}) }],
   };
+}
+
+function onKeyRules(state: UiState, key: Key): Update {
+  const r = state.rules;
+  const n = r.list.length;
+  switch (key) {
+    case "<up>":
+    case "k":
+      return {
+        state: { ...state, rules: { ...r, selected: Math.max(0, r.selected - 1) } },
+        effects: [],
+      };
+    case "<down>":
+    case "j":
+      return {
+        state: {
+          ...state,
+          rules: { ...r, selected: Math.min(Math.max(0, n - 1), r.selected + 1) },
+        },
+        effects: [],
+      };
+    case "x": {
+      const rule = r.list[r.selected];
+      if (!rule) return { state: withStatus(state, "nothing to revoke"), effects: [] };
+      return {
+        state: withStatus(state, `revoking ${rule.id}...`),
+        effects: [{ type: "revoke", id: rule.id }],
+      };
+    }
+    case "r":
+      return {
+        state: { ...state, rules: { ...r, loading: true } },
+        effects: [{ type: "loadRules" }],
+      };
+    case "<esc>":
+    case "q":
+    case "<left>":
+    case "<backspace>":
+      return { state: { ...state, screen: "list" }, effects: [] };
+  }
+  return { state, effects: [] };
 }
 
 function onKeyList(state: UiState, key: Key, at: number): Update {
@@ -512,6 +607,21 @@ function onKeyList(state: UiState, key: Key, at: number): Update {
       };
     case "r":
       return { state: withStatus(state, "refreshing"), effects: [{ type: "refresh" }] };
+    case "R":
+      return {
+        state: { ...state, screen: "rules", rules: { ...state.rules, loading: true } },
+        effects: [{ type: "loadRules" }],
+      };
+    case "L":
+    case "U":
+      return {
+        state: {
+          ...state,
+          confirm: { kind: key === "L" ? "lock" : "unlock", armedUntil: at + state.armMs },
+          status: null,
+        },
+        effects: [],
+      };
     case "q":
       return { state: { ...state, quit: true }, effects: [{ type: "quit" }] };
   }
@@ -550,12 +660,18 @@ function onCodeLetter(
     );
   }
   if (state.busy) return reset("a decision is still in progress", "warn");
+  const grant = grantChoices(d.view.kind)[d.grant]?.options ?? null;
   return {
     state: withStatus(
       { ...state, detail: { ...d, typed: "" }, busy: { id: d.view.id, action: "approve" } },
       `approving ${d.view.id.slice(0, 8)}...`,
     ),
-    effects: [{ type: "approve", id: d.view.id, digest: d.view.digest }],
+    effects: [{
+      type: "approve",
+      id: d.view.id,
+      digest: d.view.digest,
+      ...(grant ? { grant } : {}),
+    }],
   };
 }
 
@@ -605,7 +721,36 @@ function onKeyDetail(state: UiState, d: DetailState, key: Key, at: number): Upda
           effects: [],
         };
       }
-      return deny(state, d.id);
+      return deny(state, d.id, DENY_RULE_CHOICES[d.rule]?.options ?? undefined);
+    case "+": {
+      const choices = grantChoices(d.summary.kind);
+      if (choices.length === 1) {
+        return {
+          state: withStatus(state, `no grants for ${d.summary.kind} requests`, "warn"),
+          effects: [],
+        };
+      }
+      const grant = (d.grant + 1) % choices.length;
+      return {
+        state: withStatus(
+          { ...state, detail: { ...d, grant, typed: "" } },
+          `on approval: ${choices[grant].label}`,
+          grant ? "warn" : "plain",
+        ),
+        effects: [],
+      };
+    }
+    case "r": {
+      const rule = (d.rule + 1) % DENY_RULE_CHOICES.length;
+      return {
+        state: withStatus(
+          { ...state, detail: { ...d, rule } },
+          `on denial: ${DENY_RULE_CHOICES[rule].label}`,
+          rule ? "warn" : "plain",
+        ),
+        effects: [],
+      };
+    }
     case "<esc>":
     case "q":
     case "<left>":
@@ -668,6 +813,7 @@ export function update(state: UiState, event: UiEvent): Update {
         return onKeyDetail(state, state.detail, event.key, event.at);
       }
       if (state.screen === "history") return onKeyHistory(state, event.key);
+      if (state.screen === "rules") return onKeyRules(state, event.key);
       return onKeyList(state, event.key, event.at);
     }
     case "tick": {
@@ -744,6 +890,24 @@ export function update(state: UiState, event: UiEvent): Update {
       return armInput(state, event.at);
     case "notice":
       return { state: withStatus(state, event.text, event.tone), effects: [] };
+    case "rules":
+      return {
+        state: {
+          ...state,
+          rules: {
+            list: event.list,
+            selected: Math.min(state.rules.selected, Math.max(0, event.list.length - 1)),
+            loading: false,
+            error: null,
+          },
+        },
+        effects: [],
+      };
+    case "rulesError":
+      return {
+        state: { ...state, rules: { ...state.rules, loading: false, error: event.error } },
+        effects: [],
+      };
     case "store":
       return { state: { ...state, store: event.store }, effects: [] };
     case "changed": {

@@ -301,7 +301,7 @@ Deno.test("grants and rules on the console: + then the code approves with a gran
   await h.advance(1_000);
   await type("R");
   await h.advance(100);
-  let text = screenText(h.app);
+  const text = screenText(h.app);
   assert.match(text, /grants and rules/);
   assert.match(text, /> g00000000 read-grant/);
   await type("jx");

@@ -1,8 +1,8 @@
 /**
  * `deno task bench`: the machine's part of a signed commit through the whole path (approval by
  * an automatic approver on the admin interface, i.e. no human wait) against the same commit
- * signed by plain gpg; the signer's own start-up; the signer's module graph; and the Secret
- * Service path (`secrets.ts`). Prints a table and writes `bench/results/latest.json`.
+ * signed by plain gpg; the signer's own start-up; the signer's module graph; the Secret
+ * Service path (`secrets.ts`); and the console's latency (`console_latency.ts`). Prints a table and writes `bench/results/latest.json`.
  *
  * Options: `--runs N` (default 10, at least 10 for the published numbers).
  *
@@ -12,6 +12,7 @@
 import { denoArgs } from "../deploy/permissions.ts";
 import { Approver, denoDir, ROOT, run } from "../dev/harness.ts";
 import { secretStack } from "../dev/secret_stack.ts";
+import { benchConsoleLatency } from "./console_latency.ts";
 import { benchSecrets } from "./secrets.ts";
 import { type Stats, stats, time } from "./stats.ts";
 
@@ -134,6 +135,7 @@ async function main(args: string[]): Promise<number> {
 
     await approver.stop();
     const secrets = await benchSecrets(s, { runs });
+    const consoleLatency = await benchConsoleLatency(s, { runs });
 
     const result = {
       date: new Date().toISOString(),
@@ -145,6 +147,7 @@ async function main(args: string[]): Promise<number> {
       bareDenoStartup: stats(bare),
       signerModules: { local, npm: [...npm].sort() },
       secrets,
+      consoleLatency,
     };
     const row = (name: string, st: Stats) =>
       `| ${name.padEnd(44)} | ${String(st.medianMs).padStart(8)} | ${
@@ -164,7 +167,12 @@ async function main(args: string[]): Promise<number> {
       row("lookup, approval still valid, through agent", secrets.approvedLookupThroughAgent),
     );
     console.log(row("the same lookup straight from gnome-keyring", secrets.approvedLookupDirect));
+    console.log(row("request method returned -> on the console screen", consoleLatency));
     console.log(`\nratio through/plain: ${result.ratio}x (first-version target: 5x)`);
+    console.log(
+      `console latency (RequestSign returned -> id visible in a terminal emulator fed the ` +
+        `console's output): median ${consoleLatency.medianMs} ms (target: under 100 ms)`,
+    );
     console.log(
       `secret lookup ratio with a valid approval: ${secrets.approvedLookupRatio}x (target: 2x); ` +
         `with an approval each time: ${secrets.lookupRatio}x`,

@@ -4,9 +4,13 @@
  * ```
  * ctl [--bus <address>] list [--json]
  * ctl [--bus <address>] show <id> [--json]
- * ctl [--bus <address>] approve <id> [--digest <hex>] [--json]
- * ctl [--bus <address>] deny <id> [--reason <text>] [--json]
+ * ctl [--bus <address>] approve <id> [--digest <hex>] [--grant-minutes <n> | --grant-signatures <n>] [--json]
+ * ctl [--bus <address>] deny <id> [--reason <text>] [--rule [--rule-minutes <n>]] [--json]
  * ctl [--bus <address>] history [--limit <n>] [--json]
+ * ctl [--bus <address>] rules [--json]
+ * ctl [--bus <address>] revoke <rule id>
+ * ctl [--bus <address>] lock | unlock
+ * ctl [--bus <address>] status [--json]
  * ```
  *
  * `<id>` may be any unique prefix (at least 4 hex characters) of a request id. The address
@@ -26,13 +30,13 @@
 
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_client.ts";
-import type { RequestView } from "../lib/protocol.ts";
+import type { RequestSummary, RequestView, RuleView } from "../lib/protocol.ts";
 import { escapeLine, escapeMultiline } from "../lib/sanitize.ts";
 import {
   describeHistoryEntry,
   describeRequest,
-  formatCallerShort,
   formatCountdown,
+  formatTime,
   shortDigest,
   shortId,
   summarize,
@@ -144,14 +148,14 @@ class Exit extends Error {
   }
 }
 
-function listTable(views: RequestView[], now: number): string {
-  if (views.length === 0) return "no pending requests\n";
-  const rows = views.map((v) => [
+function listTable(list: RequestSummary[], now: number): string {
+  if (list.length === 0) return "no pending requests\n";
+  const rows = list.map((v) => [
     shortId(v.id),
     escapeLine(String(v.kind)),
-    formatCallerShort(v),
+    `uid ${v.callerUid}${v.callerPid !== null ? ` pid ${v.callerPid}` : ""}`,
     formatCountdown(v.expiresAt, now),
-    summarize(v),
+    escapeLine(v.summary),
   ]);
   const head = ["ID", "KIND", "CALLER", "EXPIRES", "SUMMARY"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -168,6 +172,27 @@ function oneLine(view: RequestView): string {
   return `${shortId(view.id)} (${escapeLine(String(view.kind))}) "${summarize(view)}", digest ${
     shortDigest(view.digest)
   }`;
+}
+
+/** `g1a2b3c4d read-grant: <description> (expires ..., used n)`, escaped. */
+function ruleLine(r: RuleView): string {
+  const until = r.expiresAt === null ? "until revoked" : `until ${formatTime(r.expiresAt)}`;
+  const left = r.remaining !== null ? `, ${r.remaining} left` : "";
+  return `${escapeLine(r.id)} ${escapeLine(r.type)}: ${
+    escapeLine(r.description)
+  } (${until}${left}, ` +
+    `used ${r.uses}, from request ${shortId(r.fromRequest)})`;
+}
+
+function parseCount(value: string): number {
+  if (!/^\d{1,6}$/.test(value)) {
+    throw new CommanderError(
+      EXIT_USAGE,
+      "ctl.badNumber",
+      `expected a whole number, got ${escapeLine(value)}`,
+    );
+  }
+  return Number(value);
 }
 
 function parseLimit(value: string): number {
@@ -194,7 +219,9 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
   let address = "";
 
   const program = new Command("ctl")
-    .description("secrets-dispatcher admin CLI: list, show, approve and deny requests")
+    .description(
+      "secrets-dispatcher admin CLI: list, show, approve and deny requests; grants, rules, lock",
+    )
     .addOption(new Option("--bus <address>", `companion bus address (default: $${ADDRESS_ENV})`))
     .exitOverride()
     .configureOutput({
@@ -225,7 +252,7 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
 
   program.command("list")
     .description("list the pending requests")
-    .option("--json", "print the RequestView array as JSON")
+    .option("--json", "print the RequestSummary array as JSON (details: show <id> --json)")
     .action(async (opts) => {
       const views = await (await connect()).list();
       print(opts.json ? safeJson(views) + "\n" : listTable(views, Date.now()));
@@ -244,6 +271,16 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
     .description("approve a request (as it is now: run `show` first)")
     .argument("<id>", "request id or unique prefix")
     .option("--digest <hex>", "only approve if the request's digest starts with this (from `show`)")
+    .option(
+      "--grant-minutes <n>",
+      "secret.read: also let this program read these items for n minutes (1-60)",
+      parseCount,
+    )
+    .option(
+      "--grant-signatures <n>",
+      "sign.commit: also approve the next n signatures continuing this rebase (1-100)",
+      parseCount,
+    )
     .option("--json", "print the approved RequestView as JSON")
     .action(async (id, opts) => {
       const c = await connect();
@@ -266,6 +303,18 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
           );
         }
       }
+      if (opts.grantMinutes !== undefined || opts.grantSignatures !== undefined) {
+        const rule = await c.approveWithGrant(view.id, view.digest, {
+          ...(opts.grantMinutes !== undefined ? { minutes: opts.grantMinutes } : {}),
+          ...(opts.grantSignatures !== undefined ? { signatures: opts.grantSignatures } : {}),
+        });
+        print(
+          opts.json
+            ? safeJson({ request: view, grant: rule }) + "\n"
+            : `approved ${oneLine(view)}\ngrant ${ruleLine(rule)}\n`,
+        );
+        return;
+      }
       await c.approve(view.id, view.digest);
       print(opts.json ? safeJson(view) + "\n" : `approved ${oneLine(view)}\n`);
     });
@@ -274,12 +323,50 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
     .description("deny a request")
     .argument("<id>", "request id or unique prefix")
     .option("--reason <text>", "why (recorded in the history)", DEFAULT_DENY_REASON)
+    .option("--rule", "also deny requests like this one from now on (see `rules`)")
+    .option("--rule-minutes <n>", "the rule lasts n minutes (default: until revoked)", parseCount)
     .option("--json", "print the denied RequestView as JSON")
     .action(async (id, opts) => {
       const c = await connect();
       const view = await c.get(id);
+      if (opts.rule || opts.ruleMinutes !== undefined) {
+        const rule = await c.denyWithRule(view.id, opts.reason, { minutes: opts.ruleMinutes });
+        print(
+          opts.json
+            ? safeJson({ request: view, rule }) + "\n"
+            : `denied ${oneLine(view)}\nrule ${ruleLine(rule)}\n`,
+        );
+        return;
+      }
       await c.deny(view.id, opts.reason);
       print(opts.json ? safeJson(view) + "\n" : `denied ${oneLine(view)}\n`);
+    });
+
+  program.command("rules")
+    .description("list the grants and deny rules in force")
+    .option("--json", "print the RuleView array as JSON")
+    .action(async (opts) => {
+      const rules = await (await connect()).rules();
+      if (opts.json) print(safeJson(rules) + "\n");
+      else if (rules.length === 0) print("no grants or deny rules\n");
+      else print(rules.map((r) => ruleLine(r)).join("\n") + "\n");
+    });
+
+  program.command("revoke")
+    .description("end a grant or deny rule")
+    .argument("<rule>", "rule id (from `rules`)")
+    .action(async (rule) => {
+      await (await connect()).revoke(rule);
+      print(`revoked ${escapeLine(rule)}\n`);
+    });
+
+  program.command("lock")
+    .description(
+      "lock: deny every pending request, drop every grant, refuse requests until `unlock`",
+    )
+    .action(async () => {
+      await (await connect()).lock();
+      print("locked: pending requests denied, grants dropped, new requests refused\n");
     });
 
   program.command("status")
@@ -293,10 +380,11 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
 
   program.command("unlock")
     .description(
-      "unlock the secret store with a password read from stdin to EOF (one final newline is " +
-        "dropped); creates the store's default collection with it when there is none",
+      "end the lock (requests are accepted again); with --password-stdin also unlock the secret " +
+        "store with a password read from stdin to EOF (one final newline is dropped), creating " +
+        "its default collection with it when there is none",
     )
-    .option("--password-stdin", "read the password from stdin (required: never from argv)")
+    .option("--password-stdin", "read the store's password from stdin (never from argv)")
     .option(
       "--wait <seconds>",
       "wait up to this long for the daemon to appear (the PAM hand-off arrives before it starts)",
@@ -310,7 +398,9 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
     )
     .action(async (opts) => {
       if (!opts.passwordStdin) {
-        throw new Exit(EXIT_USAGE, "give --password-stdin: a password is never read from argv");
+        await (await connect()).unlock();
+        print("unlocked\n");
+        return;
       }
       const raw = await readAll((io.stdin ?? (() => Deno.stdin.readable))(), MAX_PASSWORD_BYTES);
       if (raw === null) {

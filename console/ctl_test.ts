@@ -11,7 +11,14 @@ import {
   main,
   safeJson,
 } from "./ctl.ts";
-import { FakeAdmin, hostileCommit, pushRequest, startTestBus, tagRequest } from "./test_support.ts";
+import {
+  FakeAdmin,
+  hostileCommit,
+  pushRequest,
+  startTestBus,
+  tagRequest,
+  toSummary,
+} from "./test_support.ts";
 
 /** Anything a terminal could interpret, in output meant for a terminal. */
 const FORBIDDEN = new RegExp(
@@ -66,11 +73,15 @@ Deno.test("ctl against a fake daemon", async (t) => {
       );
       assert.match(r.out, /9c0d1e2f {2}sign\.push/);
     });
-    await t.step("list --json is the RequestView array", async () => {
+    await t.step("list --json is the RequestSummary array; show --json the full view", async () => {
       const r = await run(["list", "--json"], env);
       assert.equal(r.code, EXIT_OK);
-      assert.deepEqual(JSON.parse(r.out), [...fake.requests.values()]);
-      assert.ok(r.out.includes("\\u202e"), "bidi written as a JSON escape");
+      assert.deepEqual(JSON.parse(r.out), [...fake.requests.values()].map(toSummary));
+      assert.ok(r.out.includes("\\u001b[2J"), "ESC written as a JSON escape");
+      assert.ok(!r.out.includes("body line 1"), "no details in the list");
+      const show = await run(["show", "1a2b", "--json"], env);
+      assert.deepEqual(JSON.parse(show.out), fake.requests.get(hostileCommit().id));
+      assert.ok(show.out.includes("\\u202e"), "bidi written as a JSON escape");
     });
     await t.step("--bus works before and after the command; env not needed", async () => {
       assert.equal((await run(["--bus", bus.address, "list"])).code, EXIT_OK);
@@ -208,9 +219,20 @@ Deno.test("ctl unlock reads the password only from stdin, bounded, and waits for
   const stdin = (text: string | Uint8Array) => () =>
     ReadableStream.from([typeof text === "string" ? new TextEncoder().encode(text) : text]);
   const env = { [ADDRESS_ENV]: "unix:path=/nonexistent/sd-test-bus" };
+  // Without --password-stdin, unlock only ends the console's lock: stdin is not read.
   const io = captureIo(env);
-  assert.equal(await main(["unlock"], { ...io, stdin: stdin("pw\n") }), EXIT_USAGE);
-  assert.match(io.stderr, /--password-stdin/);
+  let read = false;
+  assert.equal(
+    await main(["unlock"], {
+      ...io,
+      stdin: () => {
+        read = true;
+        return stdin("pw\n")();
+      },
+    }),
+    EXIT_UNREACHABLE,
+  );
+  assert.equal(read, false);
 
   const big = captureIo(env);
   const tooLong = new Uint8Array(4097).fill(0x61);

@@ -412,9 +412,10 @@ function clientLines(sec: SecretDetails): Line[] {
  * left out: every field of the view appears.
  *
  * @param view the request (raw, from the daemon)
- * @param now ms since the epoch, for the countdown
+ * @param now ms since the epoch, for a countdown in the State line; null for none (the TUI shows
+ *   the countdown in its header, so the lines stay the same from second to second)
  */
-export function describeRequest(view: RequestView, now: number): Line[] {
+export function describeRequest(view: RequestView, now: number | null): Line[] {
   const out: Line[] = [];
   const kind = escapeLine(String(view.kind));
   const title = view.kind === "sign.commit"
@@ -433,9 +434,11 @@ export function describeRequest(view: RequestView, now: number): Line[] {
     view.state === "pending"
       ? field(
         "State",
-        `pending, expires in ${formatCountdown(view.expiresAt, now)} (at ${
-          formatTime(view.expiresAt)
-        })`,
+        now === null
+          ? `pending, expires at ${formatTime(view.expiresAt)}`
+          : `pending, expires in ${formatCountdown(view.expiresAt, now)} (at ${
+            formatTime(view.expiresAt)
+          })`,
       )
       : field(
         "State",
@@ -576,5 +579,6 @@ export function describeHistoryEntry(e: HistoryEntry): Seg[] {
   if (e.message != null && e.message !== "") {
     segs.push(seg(`  (${escapeLine(String(e.message))})`, "dim"));
   }
+  if (e.rule != null) segs.push(seg(`  [rule ${escapeLine(String(e.rule))}]`, "warn"));
   return segs;
 }

@@ -11,17 +11,10 @@
 
 import { escapeLine } from "../lib/sanitize.ts";
 import type { HistoryEntry, RequestView } from "../lib/protocol.ts";
-import {
-  describeHistoryEntry,
-  describeRequest,
-  formatCallerShort,
-  formatCountdown,
-  shortDigest,
-  shortId,
-  summarize,
-} from "./describe.ts";
+import { describeHistoryEntry, describeRequest, formatCountdown, shortId } from "./describe.ts";
 import { cell, padRow, pushAll, type Seg, seg, toAnsi, wrapLine } from "./text.ts";
-import type { UiState } from "./state.ts";
+import { DENY_RULE_CHOICES, grantChoices, type UiState } from "./state.ts";
+import { approvalCode } from "./approval_code.ts";
 
 /** Terminal size in character cells. */
 export interface Size {
@@ -30,32 +23,41 @@ export interface Size {
 }
 
 /** Smallest terminal the console draws in; smaller ones get a "too small" notice. */
-export const MIN_SIZE: Size = { cols: 30, rows: 8 };
+export const MIN_SIZE: Size = { cols: 30, rows: 9 };
 
 /** Hint shown when the daemon cannot be reached. */
 export const START_HINT = "is the daemon running? start it with `deno task daemon`";
 
 /** Rows available for scrolled content on `screen` (list rows, detail rows, history entries). */
 export function pageSize(size: Size, _screen: UiState["screen"]): number {
-  // title + (column header | request header) + status + keys
-  return Math.max(1, size.rows - 4);
+  // title + phrase + (column header | request header) + status + keys
+  return Math.max(1, size.rows - 5);
 }
+
+/** Wrapped detail rows by view object and width: a 10 000-line body is wrapped once. */
+const detailCache = new WeakMap<RequestView, { cols: number; rows: Seg[][] }>();
 
 /**
  * The detail view of `view` wrapped to `cols` columns: every field, every body line, nothing cut.
+ * The rows do not depend on the time (the countdown is in the header row), so they are computed
+ * once per view object and width.
  *
  * @param view the request
- * @param now ms since the epoch (countdown)
  * @param cols terminal width
  */
-export function detailRows(view: RequestView, now: number, cols: number): Seg[][] {
+export function detailRows(view: RequestView, cols: number): Seg[][] {
+  const hit = detailCache.get(view);
+  if (hit && hit.cols === cols) return hit.rows;
   let lines;
   try {
-    lines = describeRequest(view, now);
+    lines = describeRequest(view, null);
   } catch (err) {
     lines = [{ segs: [seg(`cannot show this request: ${escapeLine(String(err))}`, "error")] }];
   }
-  return lines.flatMap((l) => wrapLine(l, Math.max(1, cols)));
+  const rows: Seg[][] = [];
+  for (const l of lines) pushAll(rows, wrapLine(l, Math.max(1, cols)));
+  detailCache.set(view, { cols, rows });
+  return rows;
 }
 
 function titleBar(state: UiState, cols: number): Seg[] {
@@ -63,6 +65,8 @@ function titleBar(state: UiState, cols: number): Seg[] {
     ? "request"
     : state.screen === "history"
     ? "history"
+    : state.screen === "rules"
+    ? "grants and rules"
     : "pending requests";
   const conn = state.conn.status === "connected"
     ? `${state.requests.length} pending`
@@ -80,7 +84,13 @@ function titleBar(state: UiState, cols: number): Seg[] {
     : state.store.state === "unavailable"
     ? " | STORE UNAVAILABLE"
     : "";
-  const left = ` secrets-dispatcher | ${where} | ${conn}${store}`;
+  // The VT lock comes first: on an 80-column VT the end of the bar may be cut.
+  const vt = state.vt.status === "held"
+    ? ` | VT ${state.vt.vt} held`
+    : state.vt.status === "off"
+    ? " | NO VT LOCK"
+    : "";
+  const left = ` secrets-dispatcher${vt} | ${where} | ${conn}${store}`;
   const gap = Math.max(1, cols - left.length - clock.length - 1);
   return padRow(
     [seg(
@@ -92,6 +102,24 @@ function titleBar(state: UiState, cols: number): Seg[] {
   );
 }
 
+/**
+ * The per-install phrase (`phrase.ts`), on every screen: the user recognises the real console by
+ * it. Without one, a warning in its place.
+ */
+function phraseRow(state: UiState, cols: number): Seg[] {
+  const p = state.phrase;
+  if (p.phrase === null) {
+    return padRow([
+      seg(" NO CONSOLE PHRASE ", "error"),
+      seg(` ${escapeLine(p.warning ?? "")}`, "error"),
+    ], cols);
+  }
+  const segs = [seg(" phrase: ", "dim"), seg(escapeLine(p.phrase), "phrase")];
+  if (p.warning !== null) segs.push(seg(`  ${escapeLine(p.warning)}`, "warn"));
+  else segs.push(seg("  (approvals only ever appear under your phrase)", "dim"));
+  return padRow(segs, cols);
+}
+
 function unreachableText(state: UiState): string {
   return `daemon unreachable at ${escapeLine(state.conn.address)}` +
     (state.conn.error ? `: ${escapeLine(state.conn.error)}` : "");
@@ -99,10 +127,14 @@ function unreachableText(state: UiState): string {
 
 function statusRow(state: UiState, cols: number): Seg[] {
   if (state.confirm) {
-    const d = state.detail?.view;
-    const what = d ? `${escapeLine(String(d.kind))} ${shortId(d.id)}` : shortId(state.confirm.id);
+    const c = state.confirm;
+    const question = c.kind === "denyAll"
+      ? `DENY ALL ${c.ids.length} PENDING REQUEST${c.ids.length === 1 ? "" : "S"}? `
+      : c.kind === "lock"
+      ? "LOCK: end every pending request and refuse secret requests until unlocked? "
+      : "UNLOCK: accept secret requests again? ";
     return padRow([
-      seg(`APPROVE ${what} digest ${shortDigest(state.confirm.digest)}? `, "warn"),
+      seg(question, "warn"),
       seg("[y]", "key"),
       seg(" yes  ", "warn"),
       seg("[any other key]", "key"),
@@ -113,6 +145,9 @@ function statusRow(state: UiState, cols: number): Seg[] {
     return padRow([seg(unreachableText(state), "error")], cols);
   }
   if (state.status) return padRow([seg(escapeLine(state.status.text), state.status.tone)], cols);
+  if (state.vt.status === "off" && state.vt.note !== null) {
+    return padRow([seg(escapeLine(state.vt.note), "warn")], cols);
+  }
   return padRow([], cols);
 }
 
@@ -165,10 +200,11 @@ function listBody(state: UiState, cols: number, height: number): Seg[][] {
       const countdown = formatCountdown(r.expiresAt, state.now);
       const fixed = (selected ? "> " : "  ") + cell(shortId(r.id), COL.id) +
         cell(escapeLine(String(r.kind)), COL.kind) +
-        cell(formatCallerShort(r), COL.caller) + cell(countdown, COL.expires);
+        cell(`uid ${r.callerUid}${r.callerPid !== null ? ` pid ${r.callerPid}` : ""}`, COL.caller) +
+        cell(countdown, COL.expires);
       rows.push(
         padRow(
-          [seg(fixed + summarize(r), selected ? "selected" : "plain")],
+          [seg(fixed + escapeLine(r.summary), selected ? "selected" : "plain")],
           cols,
           selected ? "selected" : "plain",
         ),
@@ -192,14 +228,58 @@ function listBody(state: UiState, cols: number, height: number): Seg[][] {
   return rows;
 }
 
+function rulesBody(state: UiState, cols: number, height: number): Seg[][] {
+  const r = state.rules;
+  const rows: Seg[][] = [
+    padRow([
+      seg("GRANTS AND DENY RULES (made here or with ctl; a daemon restart forgets them)", "label"),
+    ], cols),
+  ];
+  if (r.error !== null) {
+    rows.push(padRow([seg(`cannot load them: ${escapeLine(r.error)}`, "error")], cols));
+  }
+  if (r.list.length === 0) {
+    rows.push(padRow([seg(r.loading ? "loading..." : "none", "dim")], cols));
+    return rows;
+  }
+  for (const [i, rule] of r.list.entries()) {
+    const selected = i === r.selected;
+    const until = rule.expiresAt === null
+      ? "until revoked"
+      : `expires in ${formatCountdown(rule.expiresAt, state.now)}`;
+    const left = rule.remaining !== null ? `, ${rule.remaining} left` : "";
+    const line = {
+      segs: [
+        seg(`${selected ? "> " : "  "}${escapeLine(rule.id)} `, selected ? "selected" : "plain"),
+        seg(escapeLine(rule.type), rule.type === "deny" ? "error" : "warn"),
+        seg(` ${escapeLine(rule.description)} (${until}${left}, used ${rule.uses})`),
+      ],
+      cont: [seg("    ")],
+    };
+    for (const row of wrapLine(line, cols)) {
+      if (rows.length >= height) break;
+      rows.push(padRow(row, cols));
+    }
+  }
+  return rows;
+}
+
 function detailHeader(state: UiState, cols: number): Seg[] {
   const d = state.detail!;
+  const s = d.summary;
   const v = d.view;
-  const segs: Seg[] = [seg(`REQUEST ${shortId(v.id)} ${escapeLine(String(v.kind))} `, "heading")];
+  const segs: Seg[] = [seg(`REQUEST ${shortId(s.id)} ${escapeLine(String(s.kind))} `, "heading")];
   if (d.gone !== null) segs.push(seg(` NO LONGER PENDING: ${escapeLine(d.gone)} `, "error"));
   else if (d.changed) segs.push(seg(" CHANGED SINCE OPENED: go back and reopen ", "error"));
-  else segs.push(seg(` expires in ${formatCountdown(v.expiresAt, state.now)} `, "warn"));
-  segs.push(seg(` ${summarize(v)}`));
+  else {
+    segs.push(seg(` expires in ${formatCountdown(s.expiresAt, state.now)} `, "warn"));
+    if (v !== null) {
+      const code = approvalCode(v.id, v.digest);
+      segs.push(seg(" approve: type "), seg([...code].join(" "), "key"));
+      if (d.typed !== "") segs.push(seg(` (typed ${[...d.typed].join(" ")})`, "ok"));
+    }
+  }
+  segs.push(seg(` ${escapeLine(s.summary)}`));
   return padRow(segs, cols);
 }
 
@@ -257,13 +337,30 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
     while (out.length < rows) out.push(padRow([], Math.max(0, cols)));
     return out.slice(0, Math.max(0, rows));
   }
-  const out: Seg[][] = [titleBar(state, cols)];
-  const bodyHeight = rows - 3; // between title and status
+  const out: Seg[][] = [titleBar(state, cols), phraseRow(state, cols)];
+  const bodyHeight = rows - 4; // between the phrase and the status line
   let keys: Seg[];
   if (state.screen === "detail" && state.detail) {
     out.push(detailHeader(state, cols));
-    const all = detailRows(state.detail.view, state.now, cols);
-    const page = bodyHeight - 1;
+    // What a decision also does, in its own row so that it is never cut off.
+    const d = state.detail;
+    const extras: Seg[] = [];
+    const grant = grantChoices(d.summary.kind)[d.grant];
+    if (d.grant > 0 && grant) extras.push(seg(` APPROVING ALSO GRANTS: ${grant.label} `, "warn"));
+    if (d.rule > 0) {
+      extras.push(seg(` DENYING ALSO MAKES A RULE: ${DENY_RULE_CHOICES[d.rule].label} `, "error"));
+    }
+    const extraRows = extras.length
+      ? wrapLine({ segs: extras }, cols).map((r) => padRow(r, cols))
+      : [];
+    pushAll(out, extraRows);
+    const view = state.detail.view;
+    const all = view !== null ? detailRows(view, cols) : [[
+      state.detail.error !== null
+        ? seg(`cannot load the request: ${escapeLine(state.detail.error)}`, "error")
+        : seg("loading the request from the daemon...", "dim"),
+    ]];
+    const page = Math.max(1, bodyHeight - 1 - extraRows.length);
     const start = Math.min(state.detail.scroll, Math.max(0, all.length - page));
     const shown = all.slice(start, start + page);
     for (const r of shown) out.push(padRow(r, cols));
@@ -273,13 +370,25 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
       end < all.length ? " (more below)" : " (end)"
     }`;
     keys = keysRow(
-      state.confirm ? [["y", "approve"], ["other", "cancel"]] : [
+      [
         ["arrows/PgUp/PgDn", "scroll"],
-        ["A,y", "approve"],
+        ...(view !== null
+          ? [[approvalCode(view.id, view.digest), "approve"] as [string, string]]
+          : []),
         ["d", "deny"],
+        ["+", grantChoices(state.detail.summary.kind)[state.detail.grant]?.label ?? "grant"],
+        ["r", DENY_RULE_CHOICES[state.detail.rule].label],
         ["Esc", "back"],
       ],
       [seg(pos, end < all.length ? "warn" : "dim"), seg(" |", "dim")],
+      cols,
+    );
+  } else if (state.screen === "rules") {
+    pushAll(out, rulesBody(state, cols, bodyHeight));
+    while (out.length < rows - 2) out.push(padRow([], cols));
+    keys = keysRow(
+      [["Up/Down", "select"], ["x", "revoke"], ["r", "reload"], ["Esc", "back"]],
+      [],
       cols,
     );
   } else if (state.screen === "history") {
@@ -299,7 +408,10 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
         ["Up/Down", "select"],
         ["Enter", "open"],
         ["d", "deny"],
+        ["D", "deny all"],
         ["h", "history"],
+        ["R", "rules"],
+        ["L/U", "lock/unlock"],
         ["r", "refresh"],
         ["q", "quit"],
       ],

@@ -1,12 +1,38 @@
 import assert from "node:assert/strict";
 import { escapeLine, escapeMultiline } from "../lib/sanitize.ts";
-import type { RequestView } from "../lib/protocol.ts";
+import type { RequestSummary, RequestView } from "../lib/protocol.ts";
 import { detailRows, render, renderSegs } from "./render.ts";
-import { initialState, type UiState, update } from "./state.ts";
+import {
+  approvalCode,
+  type Effect,
+  initialState,
+  type UiEvent,
+  type UiState,
+  update,
+} from "./state.ts";
 import { displayWidth, toAnsi } from "./text.ts";
-import { HOSTILE, hostileCommit, pushRequest, tagRequest } from "./test_support.ts";
+import { HOSTILE, hostileCommit, pushRequest, tagRequest, toSummary } from "./test_support.ts";
 
 const NOW = 1_700_000_000_000;
+
+/** Full views by id: what the fake `Get` answers (see {@link step}). */
+const VIEWS = new Map<string, RequestView>();
+
+/** The summaries `List` would return for `views` (and remembers the views for `Get`). */
+function summaries(views: RequestView[]): RequestSummary[] {
+  for (const v of views) VIEWS.set(v.id, v);
+  return views.map(toSummary);
+}
+
+/** {@link update}, answering a `load` effect at once with the view (as main.ts does via `Get`). */
+function step(s: UiState, e: UiEvent): { state: UiState; effects: Effect[] } {
+  const r = update(s, e);
+  const load = r.effects.find((x) => x.type === "load");
+  if (!load || load.type !== "load" || !VIEWS.has(load.id)) return r;
+  const at = "at" in e ? e.at : NOW;
+  const r2 = update(r.state, { type: "detail", view: VIEWS.get(load.id)!, at });
+  return { state: r2.state, effects: [...r.effects.filter((x) => x !== load), ...r2.effects] };
+}
 // Our own SGR styling, which is the only escape sequence render() may emit.
 // deno-lint-ignore no-control-regex
 const SGR = /\x1b\[[0-9;]*m/g;
@@ -19,12 +45,12 @@ const FORBIDDEN = new RegExp(
 
 function stateWith(requests: RequestView[], size = { cols: 100, rows: 30 }): UiState {
   let s = initialState("unix:path=/run/test/bus", NOW, size);
-  s = update(s, { type: "connection", status: "connected" }).state;
-  return update(s, { type: "list", requests }).state;
+  s = step(s, { type: "connection", status: "connected" }).state;
+  return step(s, { type: "list", at: NOW - 10_000, requests: summaries(requests) }).state;
 }
 
 function key(s: UiState, k: string, at = NOW + 10_000): UiState {
-  return update(s, { type: "key", key: k, at }).state;
+  return step(s, { type: "key", key: k, at }).state;
 }
 
 /** Checks a frame: right row count, exact widths, only our SGR sequences, nothing else. */
@@ -112,16 +138,16 @@ Deno.test("detail view: everything from a hostile commit is shown, escaped, noth
   const words = all.match(/\bword\b/g) ?? [];
   assert.equal(words.length, 60);
   // position shown, first and last frame
-  assert.match(frames[0].at(-1)!, /^lines 1-26 of \d+ \(more below\)/);
+  assert.match(frames[0].at(-1)!, /^lines 1-25 of \d+ \(more below\)/);
   assert.match(frames.at(-1)!.at(-1)!, /^lines \d+-(\d+) of \1 \(end\)/);
   // the request header stays on screen while scrolling
-  for (const f of frames) assert.match(f[1], /^REQUEST 1a2b3c4d sign\.commit/);
+  for (const f of frames) assert.match(f[2], /^REQUEST 1a2b3c4d sign\.commit/);
 });
 
 Deno.test("detail rows never exceed the width and lose nothing when narrow", () => {
   const view = hostileCommit(NOW);
   for (const cols of [30, 41, 80, 200]) {
-    const rows = detailRows(view, NOW, cols);
+    const rows = detailRows(view, cols);
     const text = rows.map((r) => toAnsi(r, false)).join("\n");
     for (const r of rows) {
       assert.ok(displayWidth(toAnsi(r, false)) <= cols, `row wider than ${cols}`);
@@ -150,7 +176,7 @@ Deno.test("detail of tag and push requests", () => {
 Deno.test("root commit and unknown kinds", () => {
   const v = hostileCommit(NOW);
   if (v.sign?.content.type === "commit") v.sign.content.parents = [];
-  const text = detailRows(v, NOW, 100).map((r) => toAnsi(r, false)).join("\n");
+  const text = detailRows(v, 100).map((r) => toAnsi(r, false)).join("\n");
   assert.match(text, /Parents: +none: root commit/);
   const secret: RequestView = {
     ...tagRequest(NOW),
@@ -158,29 +184,37 @@ Deno.test("root commit and unknown kinds", () => {
     sign: undefined,
     message: "item\x1b[2J",
   };
-  const t2 = detailRows(secret, NOW, 100).map((r) => toAnsi(r, false)).join("\n");
+  const t2 = detailRows(secret, 100).map((r) => toAnsi(r, false)).join("\n");
   assert.match(t2, /No further details for secret\.read/);
   assert.match(t2, /Message: +item\\x1b\[2J/);
 });
 
 Deno.test("malformed view does not crash the renderer", () => {
   const bad = { ...hostileCommit(NOW), sign: { content: null } } as unknown as RequestView;
-  const rows = detailRows(bad, NOW, 80).map((r) => toAnsi(r, false));
+  const rows = detailRows(bad, 80).map((r) => toAnsi(r, false));
   assert.ok(rows.some((r) => r.includes("cannot show this request")));
 });
 
-Deno.test("approve prompt is shown with the digest", () => {
+Deno.test("the approval code is on the detail screen; the deny-all question on the status line", () => {
   const size = { cols: 100, rows: 30 };
-  let s = key(stateWith([hostileCommit(NOW)], size), "<enter>", NOW);
-  s = key(s, "A", NOW + 1000);
-  const lines = assertSafeFrame(render(s, size), size);
-  assert.match(lines.at(-2)!, /^APPROVE sign\.commit 1a2b3c4d digest d1d1d1d1d1d1d1d1\? \[y\] yes/);
+  const view = hostileCommit(NOW);
+  const code = [...approvalCode(view.id, view.digest)];
+  let s = key(stateWith([view, tagRequest(NOW)], size), "<enter>", NOW);
+  let lines = assertSafeFrame(render(s, size), size);
+  assert.match(lines[2], new RegExp(`approve: type ${code.join(" ")}`));
+  assert.match(lines.at(-1)!, new RegExp(` ${code.join("")} approve `));
+  s = key(s, code[0].toLowerCase(), NOW + 1_000);
+  lines = assertSafeFrame(render(s, size), size);
+  assert.match(lines[2], new RegExp(`\\(typed ${code[0]}\\)`));
+  s = key(key(s, "<esc>", NOW + 2_000), "D", NOW + 3_000);
+  lines = assertSafeFrame(render(s, size), size);
+  assert.match(lines.at(-2)!, /^DENY ALL 2 PENDING REQUESTS\? \[y\] yes {2}\[any other key\] no/);
 });
 
 Deno.test("unreachable daemon is shown with the address and the hint", () => {
   const size = { cols: 80, rows: 12 };
   let s = initialState("unix:path=/run/x\x1b[2J", NOW, size);
-  s = update(s, { type: "connection", status: "unreachable", error: "connect ENOENT" }).state;
+  s = step(s, { type: "connection", status: "unreachable", error: "connect ENOENT" }).state;
   const text = assertSafeFrame(render(s, size), size).join("\n");
   assert.match(text, /DAEMON UNREACHABLE/);
   assert.match(text, /unix:path=\/run\/x\\x1b\[2J/);
@@ -191,7 +225,7 @@ Deno.test("history view escapes summaries", () => {
   const size = { cols: 100, rows: 12 };
   let s = stateWith([], size);
   s = key(s, "h");
-  s = update(s, {
+  s = step(s, {
     type: "history",
     entries: Array.from({ length: 20 }, (_, i) => ({
       at: NOW + i,
@@ -209,9 +243,9 @@ Deno.test("history view escapes summaries", () => {
   const text = lines.join("\n");
   assert.match(text, /entry 19 \\x1b\[2J\\x1b\[H/);
   assert.match(text, /\(gpg \\x07 failed\)/);
-  assert.match(lines.at(-1)!, /^lines 14-21 of 21 \|/);
+  assert.match(lines.at(-1)!, /^lines 15-21 of 21 \|/);
   const top = assertSafeFrame(render(key(s, "g"), size), size);
-  assert.match(top.at(-1)!, /^lines 1-8 of 21 \(more below\)/);
+  assert.match(top.at(-1)!, /^lines 1-7 of 21 \(more below\)/);
   assert.match(top.join("\n"), /entry 0 /);
 });
 
@@ -237,4 +271,22 @@ Deno.test("many requests: the selection stays visible", () => {
   assert.ok(!lines.some((l) => l.startsWith("  00000000")));
   assert.ok(lines.some((l) => l.startsWith(`> ${many[20].id.slice(0, 8)}`)));
   assert.ok(lines.some((l) => /requests \d+-\d+ of 30/.test(l)));
+});
+
+Deno.test("the console phrase is on every screen; without one a warning takes its place", () => {
+  const size = { cols: 100, rows: 20 };
+  const phrase = { phrase: "otter \x1b[2Jcobalt", warning: null };
+  let s = initialState("unix:path=/x", NOW, size, { phrase });
+  s = step(s, { type: "connection", status: "connected" }).state;
+  s = step(s, { type: "list", at: NOW - 10_000, requests: summaries([hostileCommit(NOW)]) }).state;
+  const screens = [s, key(s, "<enter>"), key(s, "h")];
+  for (const screen of screens) {
+    const lines = assertSafeFrame(render(screen, size), size);
+    assert.match(lines[1], /^ phrase: otter \\x1b\[2Jcobalt {2}\(approvals only ever appear/);
+  }
+  const none = initialState("unix:path=/x", NOW, size, {
+    phrase: { phrase: null, warning: "SD_CONSOLE_PHRASE_FILE is not set" },
+  });
+  const lines = assertSafeFrame(render(none, size), size);
+  assert.match(lines[1], /^ NO CONSOLE PHRASE {2}SD_CONSOLE_PHRASE_FILE is not set/);
 });

@@ -10,14 +10,28 @@
  */
 
 import dbus from "dbus-next";
+import { summarize } from "../lib/payload.ts";
 import {
   ADMIN_IFACE,
   ADMIN_NAME,
   ADMIN_PATH,
   Errors,
   type HistoryEntry,
+  type RequestSummary,
   type RequestView,
+  summaryOf,
 } from "../lib/protocol.ts";
+
+/** The summary the daemon would list for `view` (its one-line summary is derived as it does). */
+export function toSummary(view: RequestView): RequestSummary {
+  const sec = view.secret;
+  const line = sec
+    ? `${sec.operation} "${sec.label ?? sec.items[0]?.label ?? ""}"`
+    : view.sign
+    ? summarize(view.sign.content)
+    : view.message ?? "";
+  return summaryOf(view, line);
+}
 
 /** A private session-type dbus-daemon listening on a socket in a fresh temp dir. */
 export interface TestBus {
@@ -162,7 +176,7 @@ export class FakeAdmin {
       case "List":
         this.#reply(msg, "s", [
           JSON.stringify(
-            [...this.requests.values()].filter((r) => r.state === "pending"),
+            [...this.requests.values()].filter((r) => r.state === "pending").map(toSummary),
           ),
         ]);
         return true;

@@ -23,7 +23,8 @@ export type Style =
   | "ok"
   | "dim"
   | "key"
-  | "selected";
+  | "selected"
+  | "phrase";
 
 /** A run of text in one style. `text` is escaped (printable characters only). */
 export interface Seg {
@@ -95,7 +96,7 @@ export function displayWidth(s: string): number {
  * Splits escaped text into units that must not be cut: one escape such as `\x1b` or `\u{202e}`
  * (a backslash in escaped text always starts one), or a base character with its combining marks.
  */
-const UNIT = /\\(?:x[0-9a-f]{2}|u\{[0-9a-f]+\}|[ntr\\])|\P{M}\p{M}*|\p{M}/gu;
+const UNIT = /\\(?:x[0-9a-f]{2}|u\{[0-9a-f]+\}|[ntr\\])|\P{M}\p{M}*|\p{M}/uy;
 
 interface Cell {
   text: string;
@@ -106,8 +107,28 @@ interface Cell {
 function cells(segs: Seg[]): Cell[] {
   const out: Cell[] = [];
   for (const s of segs) {
-    for (const m of s.text.matchAll(UNIT)) {
+    const t = s.text;
+    let i = 0;
+    while (i < t.length) {
+      const c = t.charCodeAt(i);
+      // Fast path: printable ASCII other than the backslash is one unit of one column, unless a
+      // combining mark follows it.
+      if (c >= 0x20 && c < 0x7f && c !== 0x5c) {
+        const next = i + 1 < t.length ? t.charCodeAt(i + 1) : 0;
+        if (next < 0x300) {
+          out.push({ text: t[i], width: 1, style: s.style });
+          i++;
+          continue;
+        }
+      }
+      UNIT.lastIndex = i;
+      const m = UNIT.exec(t);
+      if (!m) { // cannot happen: every code point matches one alternative
+        out.push({ text: t.slice(i), width: displayWidth(t.slice(i)), style: s.style });
+        break;
+      }
       out.push({ text: m[0], width: displayWidth(m[0]), style: s.style });
+      i += m[0].length;
     }
   }
   return out;
@@ -141,6 +162,7 @@ export function segsWidth(segs: Seg[]): number {
  */
 export function wrapLine(line: Line, width: number): Seg[][] {
   width = Math.max(1, width);
+  if (segsWidth(line.segs) <= width) return [line.segs.filter((s) => s.text !== "")];
   const all = cells(line.segs);
   let contCells = cells(line.cont ?? []);
   let contWidth = contCells.reduce((a, c) => a + c.width, 0);
@@ -220,6 +242,7 @@ const SGR: Record<Style, string> = {
   dim: "\x1b[2m",
   key: "\x1b[1;36m",
   selected: "\x1b[7m",
+  phrase: "\x1b[1;35m",
 };
 
 /**
@@ -228,7 +251,7 @@ const SGR: Record<Style, string> = {
  */
 const UNSAFE = new RegExp(
   String
-    .raw`[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}[\p{Zs}--[\x20]]]`,
+    .raw`[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}[\p{Zs}--[\x20]]\u{2800}\u{1d159}]`,
   "gv",
 );
 

@@ -1,6 +1,6 @@
 /**
  * The admin interface `org.secretsdispatcher.Admin1` on the companion bus: list, get, approve,
- * deny, history, and the `Changed` signal. It exists only there: nothing reachable from the
+ * deny, history, grants and deny rules, the lock, and the `Changed` signal. It exists only there: nothing reachable from the
  * system bus can approve anything (DESIGN.md §4). Members and signatures: `ADMIN_MEMBERS` in
  * `lib/protocol.ts`.
  *
@@ -13,7 +13,9 @@ import {
   ADMIN_MEMBERS,
   ADMIN_NAME,
   ADMIN_PATH,
+  type DenyRuleOptions,
   Errors,
+  type GrantOptions,
   type RequestView,
   type StoreStatus,
 } from "../lib/protocol.ts";
@@ -27,6 +29,15 @@ import { RequestError, type RequestManager } from "./requests.ts";
  * (deploy/dbus.ts), and a code unit can take up to 3 bytes of UTF-8.
  */
 const MAX_REPLY_CHARS = 40 * 1024 * 1024;
+
+/** The options argument of `ApproveWithGrant`/`DenyWithRule`: a JSON object. */
+function parseOptions(arg: unknown): Record<string, unknown> {
+  try {
+    const v = JSON.parse(String(arg));
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) return v;
+  } catch { /* below */ }
+  throw new RequestError(Errors.InvalidArgs, "options must be a JSON object");
+}
 
 /** Serves the admin interface. */
 export class AdminService {
@@ -138,6 +149,7 @@ export class AdminService {
       }
       throw err;
     }
+    this.#manager.unlock(); // the store is open again: so is the console's lock
     this.#log("unlock: the secret store is unlocked");
     try {
       this.#bus.sendSignal({
@@ -153,7 +165,7 @@ export class AdminService {
   async #call(member: keyof typeof ADMIN_MEMBERS, args: unknown[]): Promise<string | undefined> {
     switch (member) {
       case "List": {
-        const json = JSON.stringify(this.#manager.list());
+        const json = JSON.stringify(this.#manager.summaries());
         // The bus disconnects a sender whose message exceeds its limit: refuse instead.
         if (json.length > MAX_REPLY_CHARS) {
           throw new RequestError(
@@ -187,6 +199,38 @@ export class AdminService {
         }
         return undefined;
       }
+      case "ApproveWithGrant": {
+        const rule = this.#manager.approveWithGrant(
+          args[0] as string,
+          args[1] as string,
+          parseOptions(args[2]) as GrantOptions,
+        );
+        this.#log(`approved ${(args[0] as string).slice(0, 8)} with grant ${rule.id}`);
+        return JSON.stringify(rule);
+      }
+      case "DenyWithRule": {
+        const rule = this.#manager.denyWithRule(
+          args[0] as string,
+          args[1] as string,
+          parseOptions(args[2]) as DenyRuleOptions,
+        );
+        this.#log(`denied ${(args[0] as string).slice(0, 8)} with rule ${rule.id}`);
+        return JSON.stringify(rule);
+      }
+      case "Rules":
+        return JSON.stringify(this.#manager.rules());
+      case "Revoke":
+        this.#manager.revoke(args[0] as string);
+        this.#log(`revoked ${args[0]}`);
+        return undefined;
+      case "Lock":
+        this.#manager.lock();
+        this.#log("locked on the console");
+        return undefined;
+      case "Unlock":
+        this.#manager.unlock();
+        this.#log("unlocked on the console");
+        return undefined;
       case "Status":
         return JSON.stringify(
           this.#status

@@ -8,20 +8,32 @@
  */
 
 import { createHash } from "node:crypto";
-import { parsePayload, PayloadError, payloadKind, summarize } from "../lib/payload.ts";
 import {
+  commitIdWithSignature,
+  parsePayload,
+  PayloadError,
+  payloadKind,
+  summarize,
+} from "../lib/payload.ts";
+import {
+  capSummary,
   DEFAULT_REQUEST_TTL_MS,
+  type DenyRuleOptions,
   Errors,
+  type GrantOptions,
   isFinal,
   MAX_PAYLOAD_BYTES,
   type Outcome,
   READ_WINDOW_MS,
   type RequestKind,
   type RequestState,
+  type RequestSummary,
   type RequestView,
+  type RuleView,
   type SecretDetails,
   type SignContext,
   type SignDetails,
+  summaryOf,
   type VerifiedCaller,
 } from "../lib/protocol.ts";
 import { GpgError, type GpgRunner } from "./gpg.ts";
@@ -105,6 +117,54 @@ export interface Submission {
    * (a {@link GpgError}'s status lines are passed on).
    */
   perform: () => Promise<PerformResult>;
+  /** What grants and deny rules match on (see {@link RuleFacts}). */
+  facts?: RuleFacts;
+}
+
+/**
+ * The facts of a request that grants and deny rules are keyed on: only what the daemon
+ * established itself (D-Bus credentials, `ps`, the parsed payload), never what the desktop side
+ * reports.
+ */
+export interface RuleFacts {
+  /**
+   * The desktop program behind a secret request, as the daemon saw it with `ps` (pid and command
+   * line), or null when the agent's report did not match what the daemon sees.
+   */
+  client?: { pid: number; cmdline: string } | null;
+  /** Secret requests: the items concerned. */
+  items?: string[];
+  /** Signing: the key's fingerprint. */
+  keyFingerprint?: string;
+  /** `sign.commit`: the first parent of the commit, or null for a root commit. */
+  firstParent?: string | null;
+  /** `sign.commit`: the id of the commit git will write with this signature. */
+  predictCommit?: (signature: Uint8Array) => string;
+}
+
+/** Longest read grant, minutes. */
+export const MAX_GRANT_MINUTES = 60;
+/** Most further signatures one rebase grant allows. */
+export const MAX_GRANT_SIGNATURES = 100;
+/** How long a rebase grant lasts at most, ms (30 minutes). */
+export const REBASE_GRANT_MS = 30 * 60 * 1000;
+/** Longest time-boxed deny rule, minutes (one day). */
+export const MAX_DENY_MINUTES = 24 * 60;
+
+interface Rule {
+  view: RuleView;
+  kind: RequestKind;
+  callerUid: number;
+  /** read grants and secret deny rules: the program. */
+  client?: { pid: number; cmdline: string } | null;
+  /** read grants and secret deny rules: the items. */
+  items?: Set<string>;
+  /** rebase grants and signing deny rules. */
+  keyFingerprint?: string;
+  /** rebase grants: the commit the next payload must continue; null while one is signing. */
+  lastCommit?: string | null;
+  /** rebase grants: the request being signed under it (or that made it). */
+  awaiting?: string | null;
 }
 
 /** Options of {@link RequestManager}. */
@@ -135,6 +195,9 @@ interface Entry {
   timer: Timer | null;
   /** What may be fetched after approval, and until when (ms since the epoch). */
   readable: { items: Set<string>; until: number } | null;
+  facts: RuleFacts;
+  /** The grant or deny rule that decided it, if one did. */
+  rule: string | null;
 }
 
 /** How many finished requests stay visible to `get` (for `ctl show` after a decision). */
@@ -145,6 +208,8 @@ export class RequestManager {
   #opts: Required<Omit<RequestManagerOptions, "onChanged" | "onCompleted">> & RequestManagerOptions;
   #entries = new Map<string, Entry>();
   #recent: string[] = [];
+  #rules = new Map<string, Rule>();
+  #locked = false;
 
   /** @param options collaborators and limits */
   constructor(options: RequestManagerOptions) {
@@ -215,6 +280,7 @@ export class RequestManager {
       caller: input.caller,
     });
     const gpg = this.#opts.gpg;
+    const algo = content.type === "commit" && content.tree.length === 64 ? "sha256" : "sha1";
     return this.submit({
       kind,
       caller: input.caller,
@@ -222,6 +288,16 @@ export class RequestManager {
       sign,
       digest,
       summary: summarize(content),
+      facts: {
+        keyFingerprint: key.fingerprint,
+        ...(content.type === "commit"
+          ? {
+            firstParent: content.parents[0] ?? null,
+            predictCommit: (signature: Uint8Array) =>
+              commitIdWithSignature(payload, signature, algo),
+          }
+          : {}),
+      },
       perform: async () => {
         const result = await gpg.sign(
           { localUser: key.localUser, fingerprint: key.fingerprint, uid: key.uid },
@@ -240,6 +316,12 @@ export class RequestManager {
    * @throws {RequestError} `LimitExceeded` on a flood
    */
   async submit(s: Submission): Promise<string> {
+    if (this.#locked) {
+      throw new RequestError(
+        Errors.StoreLocked,
+        "locked on the console: nothing is asked or done until it is unlocked there",
+      );
+    }
     const limitKey = s.limitKey ?? s.requester;
     this.#checkLimits(limitKey);
     const now = this.#opts.clock.now();
@@ -265,6 +347,8 @@ export class RequestManager {
       perform: s.perform,
       timer: null,
       readable: null,
+      facts: s.facts ?? {},
+      rule: null,
     };
     this.#entries.set(id, entry);
     entry.timer = this.#opts.clock.setTimeout(
@@ -272,8 +356,241 @@ export class RequestManager {
       this.#opts.ttlMs,
     );
     await this.#record(entry, "created");
+    const rule = this.#matchRule(entry);
+    if (rule) {
+      // Decided without a human. After the request method has returned (the requester learns
+      // its request path before the outcome), and never shown as pending.
+      rule.view = { ...rule.view, uses: rule.view.uses + 1 };
+      entry.rule = rule.view.id;
+      if (rule.view.type === "rebase-grant") {
+        rule.view = { ...rule.view, remaining: (rule.view.remaining ?? 1) - 1 };
+        rule.lastCommit = null;
+        rule.awaiting = id;
+      }
+      this.#opts.clock.setTimeout(() => {
+        if (entry.view.state !== "pending") return;
+        if (rule.view.type === "deny") {
+          this.#finish(entry, "denied", { message: `denied by rule ${rule.view.id}` });
+        } else {
+          this.#setState(entry, "approved", `approved by grant ${rule.view.id}`);
+          this.#run(entry);
+        }
+      }, 0);
+      return id;
+    }
     this.#opts.onChanged?.(view);
     return id;
+  }
+
+  /** True while the console's lock is on ({@link lock}). */
+  get locked(): boolean {
+    return this.#locked;
+  }
+
+  /**
+   * The lock: ends every pending request (denied), drops every grant (deny rules stay) and every
+   * open read window, and refuses new requests until {@link unlock}.
+   */
+  lock(): void {
+    this.#locked = true;
+    for (const [id, r] of this.#rules) if (r.view.type !== "deny") this.#rules.delete(id);
+    for (const entry of this.#entries.values()) {
+      entry.readable = null;
+      if (entry.view.state === "pending") {
+        this.#finish(entry, "denied", { message: "denied: locked on the console" });
+      }
+    }
+  }
+
+  /** Ends the lock: requests are accepted again. */
+  unlock(): void {
+    this.#locked = false;
+  }
+
+  /** The grants and deny rules in force, oldest first (expired ones are dropped). */
+  rules(): RuleView[] {
+    this.#dropExpired();
+    return [...this.#rules.values()].map((r) => r.view);
+  }
+
+  /**
+   * Ends a grant or deny rule.
+   *
+   * @throws {RequestError} `NoSuchRequest` when there is no rule with that id
+   */
+  revoke(id: string): void {
+    if (!this.#rules.delete(id)) {
+      throw new RequestError(Errors.NoSuchRequest, `no grant or rule ${id}`);
+    }
+  }
+
+  /**
+   * Approves request `id` (as {@link approve}) and makes a grant from it: a read grant for
+   * `options.minutes` (secret.read), or a rebase grant for `options.signatures` further
+   * signatures (sign.commit).
+   *
+   * @throws {RequestError} as {@link approve}; `InvalidArgs` when no grant can be made from this
+   *   request (another kind, the program not verified, a bad number)
+   */
+  approveWithGrant(id: string, digest: string, options: GrantOptions): RuleView {
+    const entry = this.#exact(id);
+    const v = entry.view;
+    const bad = (why: string) => new RequestError(Errors.InvalidArgs, `no grant: ${why}`);
+    const now = this.#opts.clock.now();
+    let rule: Rule;
+    if (v.kind === "secret.read") {
+      const minutes = options.minutes;
+      if (!Number.isInteger(minutes) || minutes! < 1 || minutes! > MAX_GRANT_MINUTES) {
+        throw bad(`a read grant lasts 1-${MAX_GRANT_MINUTES} minutes`);
+      }
+      const client = entry.facts.client;
+      if (!client) {
+        throw bad("the program asking is not verified (its report does not match ps)");
+      }
+      const items = entry.facts.items ?? [];
+      rule = {
+        kind: v.kind,
+        callerUid: v.caller.uid,
+        client,
+        items: new Set(items),
+        view: this.#ruleView("read-grant", {
+          description: `pid ${client.pid} (${client.cmdline}) may read ${items.length} item(s) ` +
+            `for ${minutes} min: ${items.join(", ")}`,
+          expiresAt: now + minutes! * 60_000,
+          remaining: null,
+          fromRequest: id,
+        }),
+      };
+    } else if (v.kind === "sign.commit") {
+      const n = options.signatures;
+      if (!Number.isInteger(n) || n! < 1 || n! > MAX_GRANT_SIGNATURES) {
+        throw bad(`a rebase grant covers 1-${MAX_GRANT_SIGNATURES} signatures`);
+      }
+      if (!entry.facts.predictCommit || !entry.facts.keyFingerprint) {
+        throw bad("the commit this signature makes cannot be predicted");
+      }
+      rule = {
+        kind: v.kind,
+        callerUid: v.caller.uid,
+        keyFingerprint: entry.facts.keyFingerprint,
+        lastCommit: null,
+        awaiting: id,
+        view: this.#ruleView("rebase-grant", {
+          description: `the next ${n} commit signature(s) with key ${entry.facts.keyFingerprint} ` +
+            `continuing from the commit signed by request ${id.slice(0, 8)}`,
+          expiresAt: now + REBASE_GRANT_MS,
+          remaining: n!,
+          fromRequest: id,
+        }),
+      };
+    } else {
+      throw bad(`grants exist for secret.read and sign.commit, not ${v.kind}`);
+    }
+    this.approve(id, digest);
+    this.#rules.set(rule.view.id, rule);
+    return rule.view;
+  }
+
+  /**
+   * Denies request `id` (as {@link deny}) and makes a deny rule from it: later requests of the
+   * same kind from the same caller uid and program (secret: same items; signing: same key) are
+   * denied without asking, for `options.minutes` or until revoked.
+   *
+   * @throws {RequestError} as {@link deny}; `InvalidArgs` for a bad duration
+   */
+  denyWithRule(id: string, reason: string, options: DenyRuleOptions): RuleView {
+    const entry = this.#exact(id);
+    const minutes = options.minutes ?? 0;
+    if (!Number.isInteger(minutes) || minutes < 0 || minutes > MAX_DENY_MINUTES) {
+      throw new RequestError(
+        Errors.InvalidArgs,
+        `a deny rule lasts 1-${MAX_DENY_MINUTES} minutes, or 0 for until revoked`,
+      );
+    }
+    this.deny(id, reason);
+    const v = entry.view;
+    const f = entry.facts;
+    const what = v.kind.startsWith("secret.")
+      ? `${f.client ? `pid ${f.client.pid} (${f.client.cmdline})` : "an unverified program"} ` +
+        `on ${(f.items ?? []).join(", ") || "no items"}`
+      : `key ${f.keyFingerprint ?? "?"}`;
+    const rule: Rule = {
+      kind: v.kind,
+      callerUid: v.caller.uid,
+      client: f.client ?? null,
+      items: new Set(f.items ?? []),
+      keyFingerprint: f.keyFingerprint,
+      view: this.#ruleView("deny", {
+        description: `deny ${v.kind} from uid ${v.caller.uid}, ${what}` +
+          (minutes ? ` for ${minutes} min` : " until revoked"),
+        expiresAt: minutes ? this.#opts.clock.now() + minutes * 60_000 : null,
+        remaining: null,
+        fromRequest: id,
+      }),
+    };
+    this.#rules.set(rule.view.id, rule);
+    return rule.view;
+  }
+
+  #ruleView(
+    type: RuleView["type"],
+    r: Pick<RuleView, "description" | "expiresAt" | "remaining" | "fromRequest">,
+  ): RuleView {
+    const prefix = type === "deny" ? "r" : "g";
+    return {
+      id: prefix + crypto.randomUUID().replaceAll("-", "").slice(0, 8),
+      type,
+      createdAt: this.#opts.clock.now(),
+      uses: 0,
+      ...r,
+    };
+  }
+
+  #dropExpired(): void {
+    const now = this.#opts.clock.now();
+    for (const [id, r] of this.#rules) {
+      const spent = r.view.type === "rebase-grant" && r.view.remaining === 0 && !r.awaiting;
+      if ((r.view.expiresAt !== null && now >= r.view.expiresAt) || spent) this.#rules.delete(id);
+    }
+  }
+
+  /** The deny rule (first) or grant that decides `entry` without a human, if any. */
+  #matchRule(entry: Entry): Rule | null {
+    this.#dropExpired();
+    const v = entry.view;
+    const f = entry.facts;
+    const sameItems = (r: Rule, exact: boolean) => {
+      const items = f.items ?? [];
+      if (!r.items || items.length === 0) return false;
+      return items.every((i) => r.items!.has(i)) && (!exact || items.length === r.items.size);
+    };
+    const sameClient = (r: Rule) =>
+      (r.client ?? null) === null
+        ? (f.client ?? null) === null
+        : f.client != null && f.client.pid === r.client!.pid &&
+          f.client.cmdline === r.client!.cmdline;
+    const rules = [...this.#rules.values()].filter((r) =>
+      r.kind === v.kind && r.callerUid === v.caller.uid
+    );
+    for (const r of rules) {
+      if (r.view.type !== "deny") continue;
+      if (
+        v.kind.startsWith("secret.") ? sameClient(r) && sameItems(r, false) : (
+          r.keyFingerprint !== undefined && r.keyFingerprint === f.keyFingerprint
+        )
+      ) return r;
+    }
+    for (const r of rules) {
+      if (r.view.type === "read-grant" && f.client && sameClient(r) && sameItems(r, false)) {
+        return r;
+      }
+      if (
+        r.view.type === "rebase-grant" && (r.view.remaining ?? 0) > 0 && !r.awaiting &&
+        r.lastCommit && f.firstParent === r.lastCommit &&
+        f.keyFingerprint === r.keyFingerprint
+      ) return r;
+    }
+    return null;
   }
 
   /**
@@ -289,6 +606,9 @@ export class RequestManager {
       throw new RequestError(Errors.NoSuchRequest, `no request ${short(id)} of yours`);
     }
     const r = entry.readable;
+    if (this.#locked) {
+      throw new RequestError(Errors.NotApproved, "locked on the console: nothing may be read");
+    }
     if (entry.view.state !== "done" || r === null) {
       throw new RequestError(
         Errors.NotApproved,
@@ -306,6 +626,15 @@ export class RequestManager {
         `request ${short(id)} was not approved for ${other}`,
       );
     }
+  }
+
+  /** Summaries of the pending requests, oldest first (the admin `List`). */
+  summaries(): RequestSummary[] {
+    return [...this.#entries.values()]
+      // One a rule decides is pending only until its 0 ms timer: never shown.
+      .filter((e) => e.view.state === "pending" && e.rule === null)
+      .sort((a, b) => a.view.createdAt - b.view.createdAt)
+      .map((e) => summaryOf(e.view, e.summary));
   }
 
   /** Pending requests, oldest first. */
@@ -462,7 +791,8 @@ export class RequestManager {
     try {
       if (!perform) throw new Error("nothing to run");
       const { readable, ...result } = await perform();
-      if (readable && readable.length > 0) {
+      this.#signed(entry, result.signature);
+      if (readable && readable.length > 0 && !this.#locked) {
         entry.readable = {
           items: new Set(readable),
           until: this.#opts.clock.now() + READ_WINDOW_MS,
@@ -470,9 +800,30 @@ export class RequestManager {
       }
       this.#finish(entry, "done", result);
     } catch (err) {
+      this.#signed(entry, undefined);
       const status = err instanceof GpgError ? err.status : undefined;
       const message = err instanceof Error ? err.message : String(err);
       this.#finish(entry, "failed", { ...(status !== undefined ? { status } : {}), message });
+    }
+  }
+
+  /**
+   * A signing request under (or making) a rebase grant finished: the grant now waits for a
+   * payload continuing the commit just signed; without a signature it ends.
+   */
+  #signed(entry: Entry, signature: Uint8Array | undefined): void {
+    for (const [id, r] of this.#rules) {
+      if (r.view.type !== "rebase-grant" || r.awaiting !== entry.view.id) continue;
+      r.awaiting = null;
+      if (!signature || !entry.facts.predictCommit) {
+        this.#rules.delete(id);
+        continue;
+      }
+      try {
+        r.lastCommit = entry.facts.predictCommit(signature);
+      } catch {
+        this.#rules.delete(id);
+      }
     }
   }
 
@@ -511,11 +862,12 @@ export class RequestManager {
       id: v.id,
       kind: v.kind,
       event,
-      summary: capSummary(entry.summary.replace(/[\r\n]+/g, " ")),
+      summary: capSummary(entry.summary),
       callerUid: v.caller.uid,
       callerPid: v.caller.pid,
       digest: v.digest,
       message: v.message,
+      ...(entry.rule ? { rule: entry.rule } : {}),
     });
   }
 }
@@ -555,13 +907,6 @@ export function contentDigest(parts: {
     ["reported", JSON.stringify(parts.reported)],
     ["caller", JSON.stringify(parts.caller)],
   ]);
-}
-
-/** Longest summary kept in a history entry, in UTF-16 code units. */
-const SUMMARY_MAX = 200;
-
-function capSummary(s: string): string {
-  return s.length > SUMMARY_MAX ? `${s.slice(0, SUMMARY_MAX)}… (${s.length} chars)` : s;
 }
 
 function short(id: string): string {

@@ -80,8 +80,18 @@ export class SecretRequests {
     this.#log = options.log ?? (() => {});
   }
 
-  /** The store's state. Never throws: an unreachable backend is `unavailable`. */
+  /**
+   * The store's state. Never throws: an unreachable backend is `unavailable`; while the console's
+   * lock is on it is `locked`.
+   */
   async status(): Promise<StoreStatus> {
+    if (this.#manager.locked) {
+      return {
+        state: "locked",
+        message: "locked on the console: every request is refused until it is unlocked there " +
+          "(or with ctl unlock)",
+      };
+    }
     try {
       return await this.#backend.status();
     } catch (err) {
@@ -364,6 +374,13 @@ export class SecretRequests {
       ]),
       summary: spec.summary,
       perform: spec.perform,
+      facts: {
+        // Grants and deny rules key on what the daemon saw itself, never on the report.
+        client: clientCheck.consistent && clientCheck.pid !== null && clientCheck.cmdline
+          ? { pid: clientCheck.pid, cmdline: clientCheck.cmdline.join(" ") }
+          : null,
+        items: secret.items.map((i) => i.path),
+      },
     });
     this.#log(
       `request ${id.slice(0, 8)} ${kind} (${operation}) for client pid ${

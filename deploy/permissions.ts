@@ -26,6 +26,8 @@ export interface Paths {
   gitDirs: string[];
   /** The FIFO through which the signer's notes reach the terminal (signer only). */
   ttyNote?: string;
+  /** The console's per-install phrase file (`console/phrase.ts`); console only, optional. */
+  phraseFile?: string;
   /**
    * The libc the console `dlopen`s for its VT ioctls, exactly as `console/vt.ts` opens it
    * (Deno compares `--allow-ffi` paths as strings). Default {@link DEFAULT_LIBC_PATH}.
@@ -117,10 +119,21 @@ export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
     service: true,
     module: "console/main.ts",
     description: "the trusted console (companion user, on its VT): shows and decides requests",
-    env: ["SD_COMPANION_BUS_ADDRESS"],
+    env: [
+      "SD_COMPANION_BUS_ADDRESS",
+      "SD_CONSOLE_FOCUS",
+      "SD_CONSOLE_ARM_MS",
+      "SD_CONSOLE_PHRASE_FILE",
+    ],
     flags(p) {
-      // FFI to libc for the VT ioctls on fd 0 (console/vt.ts); fd 0 itself needs no flag.
-      return [...companionClientFlags(p, this.env), `--allow-ffi=${p.libc ?? DEFAULT_LIBC_PATH}`];
+      // FFI to libc for the VT ioctls on fd 0 (console/vt.ts); fd 0 itself needs no flag. The
+      // phrase file is the only file it reads.
+      const flags = companionClientFlags(p, this.env);
+      if (p.phraseFile) {
+        const i = flags.findIndex((f) => f.startsWith("--allow-read="));
+        flags[i] = `${flags[i]},${p.phraseFile}`;
+      }
+      return [...flags, `--allow-ffi=${p.libc ?? DEFAULT_LIBC_PATH}`];
     },
   },
   ctl: {
@@ -193,6 +206,7 @@ export const PLACEHOLDER_PATHS: Paths = {
   gpg: "/usr/bin/gpg",
   gitDirs: ["<git dir>", "<common git dir>"],
   ttyNote: "<note FIFO>",
+  phraseFile: "<phrase file>",
 };
 
 /** The permission table as Markdown, for the README (a test keeps the README in sync). */

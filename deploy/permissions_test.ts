@@ -69,3 +69,19 @@ Deno.test("the README shows the permission table as it is", async () => {
     "README.md must contain the output of permissionTableMarkdown() from deploy/permissions.ts",
   );
 });
+
+Deno.test("the console may read its phrase file and nothing else besides its bus socket", () => {
+  const flags = ENTRYPOINTS.console.flags({
+    systemBusSocket: "/s",
+    companionBusSocket: "/c",
+    stateDir: "/state",
+    gpg: "/usr/bin/gpg",
+    gitDirs: [],
+    phraseFile: "/var/lib/secrets-dispatcher/alice/console-phrase",
+  });
+  assert.ok(flags.includes("--allow-read=/c,/var/lib/secrets-dispatcher/alice/console-phrase"));
+  assert.ok(flags.includes("--allow-write=/c"));
+  assert.ok(
+    flags.some((f) => f.startsWith("--allow-env=") && f.includes("SD_CONSOLE_PHRASE_FILE")),
+  );
+});

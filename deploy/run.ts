@@ -40,6 +40,7 @@ export function pathsFromEnv(entry: Entrypoint, env: (name: string) => string | 
     stateDir: entry === "daemon" ? (env("SD_STATE_DIR") || fail("SD_STATE_DIR is not set")) : "",
     gpg: env("SD_GPG") || "/usr/bin/gpg",
     gitDirs: [],
+    phraseFile: entry === "console" ? env("SD_CONSOLE_PHRASE_FILE") || undefined : undefined,
   };
 }
 

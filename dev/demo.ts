@@ -9,6 +9,7 @@
  * @module
  */
 
+import { generatePhrase, PHRASE_ENV } from "../console/phrase.ts";
 import { denoArgs } from "../deploy/permissions.ts";
 import { exec, ROOT, run } from "./harness.ts";
 import { type SecretStack, secretStack } from "./secret_stack.ts";
@@ -47,6 +48,10 @@ async function main(args: string[]): Promise<number> {
     const { systemBus, companionBus, userGnupg } = s;
     const repo = await s.repo("repo");
     await Deno.writeTextFile(`${repo}/README`, "a demo repository\n");
+    // The per-install console phrase (provisioning makes the real one): readable only by us.
+    const phraseFile = `${realDir}/console-phrase`;
+    await Deno.writeTextFile(phraseFile, generatePhrase() + "\n", { mode: 0o600 });
+    await Deno.chmod(phraseFile, 0o600);
     await run("git", ["-C", repo, "add", "README"]);
 
     const env = [
@@ -56,6 +61,7 @@ async function main(args: string[]): Promise<number> {
       `export GNUPGHOME=${q(userGnupg)}`,
       `export PATH=${q(`${realDir}/bin`)}:"$PATH"`,
       `export SD_DEMO_DIR=${q(realDir)}`,
+      `export ${PHRASE_ENV}=${q(phraseFile)}`,
       `cd ${q(repo)}`,
       "",
     ].join("\n");
@@ -82,11 +88,12 @@ async function main(args: string[]): Promise<number> {
         stateDir: "",
         gpg: "/usr/bin/gpg",
         gitDirs: [],
+        phraseFile,
       };
-      say("Starting the console (q quits and stops the demo)...");
+      say(`Starting the console (q quits and stops the demo); its phrase is in ${phraseFile}...`);
       const tui = new Deno.Command(Deno.execPath(), {
         args: denoArgs("console", { paths, root: ROOT }),
-        env: { SD_COMPANION_BUS_ADDRESS: companionBus.address },
+        env: { SD_COMPANION_BUS_ADDRESS: companionBus.address, [PHRASE_ENV]: phraseFile },
         stdin: "inherit",
         stdout: "inherit",
         stderr: "inherit",

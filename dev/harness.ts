@@ -564,8 +564,9 @@ export async function signStack(
 export type Decide = (view: RequestView) => "approve" | "deny" | null;
 
 /**
- * Plays the human: polls the pending list through the real admin client and decides each new
- * request with `decide`, approving with the digest of the view it looked at.
+ * Plays the human: polls the pending list through the real admin client, fetches each new request
+ * in full (`Get`) and decides it with `decide`, approving with the digest of the view it looked
+ * at.
  */
 export class Approver {
   /** Every request seen, in order. */
@@ -594,8 +595,11 @@ export class Approver {
     const handled = new Set<string>();
     try {
       while (!this.#stop) {
-        for (const view of await this.#admin.list()) {
-          if (handled.has(view.id)) continue;
+        for (const summary of await this.#admin.list()) {
+          if (handled.has(summary.id)) continue;
+          // List gives summaries; the human reads the whole request (Get) before deciding.
+          const view = await this.#admin.get(summary.id);
+          if (view.state !== "pending") continue;
           const d = this.#decide(view);
           if (d === null) continue;
           handled.add(view.id);

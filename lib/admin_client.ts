@@ -37,9 +37,13 @@ import {
   ADMIN_MEMBERS,
   ADMIN_NAME,
   ADMIN_PATH,
+  type DenyRuleOptions,
+  type GrantOptions,
   type HistoryEntry,
   type RequestState,
+  type RequestSummary,
   type RequestView,
+  type RuleView,
   type StoreStatus,
 } from "./protocol.ts";
 
@@ -250,7 +254,7 @@ export class AdminClient {
   }
 
   async #callJson(
-    member: "List" | "Get" | "History" | "Status",
+    member: "List" | "Get" | "History" | "Status" | "ApproveWithGrant" | "DenyWithRule" | "Rules",
     body: unknown[],
   ): Promise<unknown> {
     const [json] = await this.#call(member, body);
@@ -262,16 +266,16 @@ export class AdminClient {
   }
 
   /**
-   * The pending requests, oldest first.
+   * Summaries of the pending requests, oldest first; {@link get} fetches one in full.
    *
    * @throws {AdminError} | {AdminUnreachableError}
    */
-  async list(): Promise<RequestView[]> {
+  async list(): Promise<RequestSummary[]> {
     const value = await this.#callJson("List", []);
     if (!Array.isArray(value)) {
       throw new AdminError(BAD_REPLY_ERROR, "List: reply is not an array");
     }
-    return value.map((v) => checkRequestView(v, "List"));
+    return value.map((v) => checkSummary(v));
   }
 
   /**
@@ -304,6 +308,60 @@ export class AdminClient {
    */
   async deny(id: string, reason: string): Promise<void> {
     await this.#call("Deny", [id, reason]);
+  }
+
+  /**
+   * Approves request `id` (as {@link approve}) and makes a grant from it.
+   *
+   * @param id full request id
+   * @param digest the digest of what was shown
+   * @param options `minutes` for a `secret.read` grant, `signatures` for a `sign.commit` rebase
+   *   grant
+   * @returns the grant
+   * @throws {AdminError} as {@link approve}, `InvalidArgs` when no grant can be made
+   */
+  async approveWithGrant(id: string, digest: string, options: GrantOptions): Promise<RuleView> {
+    return checkRule(
+      await this.#callJson("ApproveWithGrant", [id, digest, JSON.stringify(options)]),
+    );
+  }
+
+  /**
+   * Denies request `id` (as {@link deny}) and makes a deny rule from it.
+   *
+   * @param options `minutes` the rule lasts; 0 or absent: until revoked
+   * @returns the rule
+   */
+  async denyWithRule(id: string, reason: string, options: DenyRuleOptions): Promise<RuleView> {
+    return checkRule(await this.#callJson("DenyWithRule", [id, reason, JSON.stringify(options)]));
+  }
+
+  /** The grants and deny rules in force. */
+  async rules(): Promise<RuleView[]> {
+    const value = await this.#callJson("Rules", []);
+    if (!Array.isArray(value)) {
+      throw new AdminError(BAD_REPLY_ERROR, "Rules: reply is not an array");
+    }
+    return value.map(checkRule);
+  }
+
+  /**
+   * Ends a grant or deny rule.
+   *
+   * @throws {AdminError} `NoSuchRequest` when there is no such rule
+   */
+  async revoke(ruleId: string): Promise<void> {
+    await this.#call("Revoke", [ruleId]);
+  }
+
+  /** Locks: pending requests denied, grants dropped, new requests refused until {@link unlock}. */
+  async lock(): Promise<void> {
+    await this.#call("Lock", []);
+  }
+
+  /** Ends the lock. */
+  async unlock(): Promise<void> {
+    await this.#call("Unlock", []);
   }
 
   /**
@@ -441,6 +499,31 @@ function checkRequestView(v: unknown, member: string): RequestView {
     }
   }
   return v as unknown as RequestView;
+}
+
+function checkRule(v: unknown): RuleView {
+  const bad = (what: string) => new AdminError(BAD_REPLY_ERROR, `rule: ${what}`);
+  if (!isObject(v)) throw bad("not an object");
+  for (const k of ["id", "type", "description", "fromRequest"]) {
+    if (typeof v[k] !== "string") throw bad(`field ${k} is not a string`);
+  }
+  if (typeof v.createdAt !== "number" || typeof v.uses !== "number") throw bad("bad numbers");
+  return v as unknown as RuleView;
+}
+
+function checkSummary(v: unknown): RequestSummary {
+  const bad = (what: string) => new AdminError(BAD_REPLY_ERROR, `List: ${what}`);
+  if (!isObject(v)) throw bad("summary is not an object");
+  for (const k of ["id", "kind", "state", "digest", "summary"]) {
+    if (typeof v[k] !== "string") throw bad(`summary field ${k} is not a string`);
+  }
+  for (const k of ["createdAt", "expiresAt", "callerUid"]) {
+    if (typeof v[k] !== "number") throw bad(`summary field ${k} is not a number`);
+  }
+  if (v.callerPid !== null && typeof v.callerPid !== "number") {
+    throw bad("summary field callerPid is not a number or null");
+  }
+  return v as unknown as RequestSummary;
 }
 
 function checkHistoryEntry(v: unknown): HistoryEntry {

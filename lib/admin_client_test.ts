@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { AdminClient, AdminError, AdminUnreachableError } from "./admin_client.ts";
 import { Errors } from "./protocol.ts";
-import { FakeAdmin, hostileCommit, startTestBus, tagRequest } from "../console/test_support.ts";
+import {
+  FakeAdmin,
+  hostileCommit,
+  startTestBus,
+  tagRequest,
+  toSummary,
+} from "../console/test_support.ts";
 
 Deno.test("AdminClient against a fake admin service", async (t) => {
   const bus = await startTestBus();
@@ -18,7 +24,8 @@ Deno.test("AdminClient against a fake admin service", async (t) => {
     await t.step("list", async () => {
       const list = await client.list();
       assert.deepEqual(list.map((r) => r.kind), ["sign.commit", "sign.tag"]);
-      assert.deepEqual(list[0], hostileCommit(list[0].createdAt + 10_000));
+      assert.deepEqual(list[0], toSummary(hostileCommit(list[0].createdAt + 10_000)));
+      assert.equal(list[0].summary, "Innocent change\x1b[2J\x1b[H", "raw, as the daemon keeps it");
     });
     await t.step("get by prefix, errors as AdminError", async () => {
       const r = await client.get("1a2b3c4d");

@@ -221,6 +221,57 @@ export interface RequestView {
   message: string | null;
 }
 
+/**
+ * One pending request as the admin `List` returns it: enough to list it, hold the VT until its
+ * deadline and tell whether it changed. The full {@link RequestView} comes from `Get`. Strings
+ * are raw (escape before display).
+ */
+export interface RequestSummary {
+  /** Opaque id: 32 lowercase hex characters. */
+  id: string;
+  kind: RequestKind;
+  state: RequestState;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  /** When it expires, milliseconds since the epoch. */
+  expiresAt: number;
+  /** One line (commit subject, `read "label"`...), at most {@link SUMMARY_MAX} characters. */
+  summary: string;
+  /** Uid of the calling connection (verified by the daemon). */
+  callerUid: number;
+  /** Pid of the calling connection, or null. */
+  callerPid: number | null;
+  /** The content digest: the same as the full view's. */
+  digest: string;
+}
+
+/** Longest {@link RequestSummary.summary} and history summary, in UTF-16 code units. */
+export const SUMMARY_MAX = 200;
+
+/**
+ * A one-line summary cut to {@link SUMMARY_MAX}: line breaks become spaces, a longer text ends
+ * with `… (<n> chars)`.
+ */
+export function capSummary(s: string): string {
+  const line = s.replace(/[\r\n]+/g, " ");
+  return line.length > SUMMARY_MAX ? `${line.slice(0, SUMMARY_MAX)}… (${line.length} chars)` : line;
+}
+
+/** The {@link RequestSummary} of a full view, given its one-line summary (raw). */
+export function summaryOf(view: RequestView, summary: string): RequestSummary {
+  return {
+    id: view.id,
+    kind: view.kind,
+    state: view.state,
+    createdAt: view.createdAt,
+    expiresAt: view.expiresAt,
+    summary: capSummary(summary),
+    callerUid: view.caller.uid,
+    callerPid: view.caller.pid,
+    digest: view.digest,
+  };
+}
+
 /** An entry of the append-only history (one JSON object per line in `history.jsonl`). */
 export interface HistoryEntry {
   /** Milliseconds since the epoch. */
@@ -235,6 +286,54 @@ export interface HistoryEntry {
   callerPid: number | null;
   digest: string;
   message?: string | null;
+  /** The grant or deny rule that decided the request without a human, when one did. */
+  rule?: string | null;
+}
+
+/**
+ * A grant or deny rule, made on the console (or with `ctl`) and kept by the daemon in memory
+ * (a restart forgets them all). All strings are raw.
+ *
+ * - `read-grant`: "this program may read these items for N minutes": later `secret.read`
+ *   requests from the same verified caller uid, for the same client process (pid and command
+ *   line as the daemon itself saw them with `ps`) and a subset of the same items, are approved
+ *   without asking.
+ * - `rebase-grant`: "the next N signatures continuing this rebase": a `sign.commit` request with
+ *   the same caller uid and key whose first parent is the commit the daemon just signed (predicted
+ *   from the signature) is approved without asking, N times at most.
+ * - `deny`: requests of the same kind from the same caller uid and program (secret requests:
+ *   same items too; signing: same key) are denied without asking.
+ */
+export interface RuleView {
+  /** `g` or `r` followed by 8 hex characters. */
+  id: string;
+  type: "read-grant" | "rebase-grant" | "deny";
+  /** What it allows or denies, in words (raw). */
+  description: string;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  /** When it stops applying (ms since the epoch), or null for "until revoked" (deny rules). */
+  expiresAt: number | null;
+  /** Signatures left (rebase grants), else null. */
+  remaining: number | null;
+  /** Requests it decided so far. */
+  uses: number;
+  /** The request it was made with. */
+  fromRequest: string;
+}
+
+/** Options of `ApproveWithGrant` (JSON). Exactly one applies, by the request's kind. */
+export interface GrantOptions {
+  /** `secret.read`: how long the read grant lasts, minutes (1–60). */
+  minutes?: number;
+  /** `sign.commit`: how many further signatures continuing the rebase (1–100). */
+  signatures?: number;
+}
+
+/** Options of `DenyWithRule` (JSON). */
+export interface DenyRuleOptions {
+  /** How long the deny rule lasts, minutes (1–1440); 0 or absent: until revoked. */
+  minutes?: number;
 }
 
 /**
@@ -376,18 +475,30 @@ export function requestIdFromPath(path: string): string | null {
  * Members of {@link ADMIN_IFACE} on the companion bus, with their D-Bus signatures.
  * JSON travels as `s` because these are our own structured records, not a standard interface.
  *
- * - `List() → s`: JSON `RequestView[]` of the pending requests, oldest first.
+ * - `List() → s`: JSON {@link RequestSummary}`[]` of the pending requests, oldest first (small:
+ *   fetch each request's details with `Get`).
  * - `Get(s id) → s`: JSON `RequestView`; `id` may be a unique prefix (≥ 4 hex chars) of a
  *   pending or recently finished request. Errors: `NoSuchRequest`, `AmbiguousId`.
  * - `Approve(s id, s digest)`: full id and the `digest` of what was shown. Errors:
  *   `NoSuchRequest`, `DigestMismatch`, `NotPending`.
  * - `Deny(s id, s reason)`: full id. Errors: `NoSuchRequest`, `NotPending`.
  * - `History(u limit) → s`: JSON `HistoryEntry[]`, newest last, at most `limit` (0 = 100).
- * - `Status() → s`: JSON {@link StoreStatus} of the secret store.
+ * - `Status() → s`: JSON {@link StoreStatus} of the secret store (`locked` while the console's
+ *   lock is on).
  * - `UnlockStore(ay password)`: unlocks (or, when the store has no default collection, creates)
- *   the store's default collection with these bytes; never logged. Errors: `WrongPassword`,
- *   `NotSupported` (the backend has no master-password interface), `StoreUnavailable`. Emits
- *   `Changed("", "store")`.
+ *   the store's default collection with these bytes, and lifts the console's lock; never logged.
+ *   Errors: `WrongPassword`, `NotSupported` (the backend has no master-password interface),
+ *   `StoreUnavailable`. Emits `Changed("", "store")`.
+ * - `ApproveWithGrant(s id, s digest, s options) → s`: approves like `Approve` and makes a grant
+ *   from the request ({@link GrantOptions} in, {@link RuleView} out). Errors: as `Approve`, and
+ *   `InvalidArgs` when no grant can be made from this request (kind, unverified program).
+ * - `DenyWithRule(s id, s reason, s options) → s`: denies like `Deny` and makes a deny rule
+ *   ({@link DenyRuleOptions} in, {@link RuleView} out).
+ * - `Rules() → s`: JSON {@link RuleView}`[]` of the grants and deny rules in force.
+ * - `Revoke(s id)`: ends a grant or rule. Errors: `NoSuchRequest` (no such rule).
+ * - `Lock()`: ends every pending request (denied), drops every grant and open read window, and
+ *   refuses new requests with `StoreLocked` until `Unlock()`.
+ * - `Unlock()`: accepts requests again.
  * - signal `Changed(s id, s state)`: a request was created or changed state.
  */
 export const ADMIN_MEMBERS = {
@@ -398,6 +509,12 @@ export const ADMIN_MEMBERS = {
   History: { in: "u", out: "s" },
   Status: { in: "", out: "s" },
   UnlockStore: { in: "ay", out: "" },
+  ApproveWithGrant: { in: "sss", out: "s" },
+  DenyWithRule: { in: "sss", out: "s" },
+  Rules: { in: "", out: "s" },
+  Revoke: { in: "s", out: "" },
+  Lock: { in: "", out: "" },
+  Unlock: { in: "", out: "" },
 } as const;
 
 /**

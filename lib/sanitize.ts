@@ -12,7 +12,7 @@
  * | backslash | `\\` (so an attacker cannot fake one of the escapes below) |
  * | newline, tab, carriage return | `\n`, `\t`, `\r` (newline kept as a line break by {@link escapeMultiline}) |
  * | other C0 controls, DEL, C1 controls (incl. ESC) | `\x1b`, `\x7f`, `\x9b`... (two lowercase hex digits) |
- * | bidi controls, zero-width and invisible characters, tag characters, variation selectors, soft hyphen, BOM, line/paragraph separators, non-ASCII spaces, private-use, unassigned code points, lone surrogates | `\u{202e}` (lowercase hex) |
+ * | bidi controls, zero-width and invisible characters, tag characters, variation selectors, soft hyphen, BOM, line/paragraph separators, non-ASCII spaces, blank symbols (U+2800, U+1D159), private-use, unassigned code points, lone surrogates | `\u{202e}` (lowercase hex) |
  * | combining marks without a base character, or more than {@link MAX_COMBINING_RUN} in a row | `\u{301}` for each mark that is not kept |
  *
  * Everything else (letters of any script, punctuation, symbols, emoji, U+FFFD) is kept as is.
@@ -28,10 +28,11 @@ export const MAX_COMBINING_RUN = 4;
  * zero-width characters, soft hyphen, tag characters, BOM...), lone surrogates (Cs), private use
  * (Co), unassigned code points (Cn), line and paragraph separators (Zl, Zp), every default
  * ignorable code point (variation selectors, CGJ, Hangul fillers...), spaces other than U+0020,
+ * symbols that draw nothing (U+2800 BRAILLE PATTERN BLANK, U+1D159 MUSICAL SYMBOL NULL NOTEHEAD),
  * and the backslash itself.
  */
 const ALWAYS = String
-  .raw`[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}[\p{Zs}--[\x20]]\\]`;
+  .raw`[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}[\p{Zs}--[\x20]]\u{2800}\u{1d159}\\]`;
 /** Runs of combining marks (that are not in {@link ALWAYS}). */
 const MARKS = String.raw`[\p{M}--${ALWAYS}]+`;
 const PATTERN = new RegExp(`(${ALWAYS})|(${MARKS})`, "gv");

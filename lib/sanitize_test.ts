@@ -205,3 +205,43 @@ Deno.test("escaping is injective on a sample (different inputs look different)",
     seen.set(e, s);
   }
 });
+
+Deno.test("every bidi control, zero-width, invisible and blank character is a visible escape", () => {
+  const named = [
+    ...Array.from({ length: 5 }, (_, i) => 0x202a + i), // LRE RLE PDF LRO RLO
+    ...Array.from({ length: 4 }, (_, i) => 0x2066 + i), // LRI RLI FSI PDI
+    0x200e, // LRM
+    0x200f, // RLM
+    0x061c, // ALM
+    0x200b, // ZWSP
+    0x200c, // ZWNJ
+    0x200d, // ZWJ
+    0x2060, // WJ
+    0x2061, // invisible function application
+    0x2064, // invisible plus
+    0xfeff, // BOM / ZWNBSP
+    0x00ad, // soft hyphen
+    0x034f, // CGJ
+    0x180e, // Mongolian vowel separator
+    0x115f, // Hangul choseong filler
+    0x3164, // Hangul filler
+    0xffa0, // halfwidth Hangul filler
+    0xfe0f, // variation selector 16
+    0xe0001, // language tag
+    0xe0041, // tag latin A
+    0x2800, // braille pattern blank
+    0x1d159, // musical symbol null notehead
+    0x00a0, // no-break space
+    0x3000, // ideographic space
+    0x2028, // line separator
+    0x2029, // paragraph separator
+  ];
+  for (const cp of named) {
+    const e = escapeLine(`a${String.fromCodePoint(cp)}b`);
+    assert.equal(
+      e,
+      `a\\u{${cp.toString(16)}}b`.replace(/\\u\{(a0|ad)\}/, "\\x$1"),
+      cp.toString(16),
+    );
+  }
+});

@@ -35,8 +35,8 @@ async function withStack(fn: (s: SecretStack) => Promise<void>): Promise<void> {
 async function pending(s: SecretStack, timeoutMs = 10_000): Promise<RequestView> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
-    const [v] = await s.admin.list();
-    if (v) return v;
+    const [summary] = await s.admin.list();
+    if (summary) return await s.admin.get(summary.id);
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error("no request became pending");

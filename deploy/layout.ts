@@ -131,6 +131,8 @@ export interface Deployment {
   companionBusConfig: string;
   /** What was provisioned (JSON), `<configDir>/provision.json`. */
   record: string;
+  /** The console's per-install phrase, `<configDir>/console-phrase` (companion 0400). */
+  phraseFile: string;
   /** `/etc/systemd/system`. */
   unitDir: string;
   units: UnitNames;
@@ -228,6 +230,7 @@ export function deployment(config: DeployConfig): Deployment {
     configDir,
     companionBusConfig: `${configDir}/companion-bus.conf`,
     record: `${configDir}/provision.json`,
+    phraseFile: `${configDir}/console-phrase`,
     unitDir: "/etc/systemd/system",
     units: {
       bus: `secrets-dispatcher-bus@${user}.service`,

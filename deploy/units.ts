@@ -244,11 +244,18 @@ export function consoleUnit(d: Deployment): string {
       "Type=simple",
       ...commonService(d),
       `ExecStart=${
-        execLine([d.deno, ...denoArgs("console", { paths: companionPaths(d), root: d.installDir })])
+        execLine([
+          d.deno,
+          ...denoArgs("console", {
+            paths: { ...companionPaths(d), phraseFile: d.phraseFile },
+            root: d.installDir,
+          }),
+        ])
       }`,
       ...environmentLines({
         ...denoEnv(d),
         SD_COMPANION_BUS_ADDRESS: `unix:path=${d.companionBusSocket}`,
+        SD_CONSOLE_PHRASE_FILE: d.phraseFile,
         TERM: "linux",
       }),
       "StandardInput=tty",

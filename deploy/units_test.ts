@@ -130,11 +130,21 @@ Deno.test("the Deno units run the permission table's command with exact paths", 
       execLine(["/opt/sd/bin/deno", ...denoArgs("daemon", { paths, root: "/opt/sd" })])
     }`,
   );
+  const phraseFile = "/etc/secrets-dispatcher/alice/console-phrase";
   assert.equal(
     exec(consoleUnit(d)),
     `ExecStart=${
-      execLine(["/opt/sd/bin/deno", ...denoArgs("console", { paths, root: "/opt/sd" })])
+      execLine([
+        "/opt/sd/bin/deno",
+        ...denoArgs("console", { paths: { ...paths, phraseFile }, root: "/opt/sd" }),
+      ])
     }`,
+  );
+  // The console reads its phrase, and nothing else but its bus socket.
+  assert.ok(
+    section(consoleUnit(d), "Service").includes(
+      `Environment="SD_CONSOLE_PHRASE_FILE=${phraseFile}"`,
+    ),
   );
   assert.match(exec(daemonUnit(d))!, /--cached-only --frozen --config=\/opt\/sd\/deno\.json /);
   const daemon = section(daemonUnit(d), "Service");
@@ -187,7 +197,10 @@ Deno.test("the unlock socket is root-only and feeds one companion process per co
   assert.ok(service.includes("User=secrets-alice"));
   assert.ok(service.includes("StandardInput=socket"));
   assert.ok(service.includes("StandardOutput=journal"));
-  assert.match(service.find((l) => l.startsWith("ExecStart="))!, / unlock --password-stdin --wait 90$/);
+  assert.match(
+    service.find((l) => l.startsWith("ExecStart="))!,
+    / unlock --password-stdin --wait 90$/,
+  );
   assert.equal(d.units.unlockService, "secrets-dispatcher-unlock-alice@.service");
 });
 

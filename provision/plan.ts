@@ -16,6 +16,7 @@ import { companionBusConfig, dispatcherPolicy } from "../deploy/dbus.ts";
 import { type Deployment, enabledUnits, NOLOGIN_SHELL } from "../deploy/layout.ts";
 import { pamHelperScript, pamProfile } from "../deploy/pam.ts";
 import { systemUnits, tmpfilesConf } from "../deploy/units.ts";
+import { generatePhrase } from "../console/phrase.ts";
 import type { Host, PathInfo } from "./host.ts";
 import {
   cachedModules,
@@ -31,6 +32,7 @@ import {
   enableStep,
   execAs,
   fileStep,
+  generatedFileStep,
   gitConfigStep,
   needsSystemd,
   octal,
@@ -460,6 +462,13 @@ export function buildPlan(host: Host, d: Deployment, options: PlanOptions): Plan
       content: companionBusConfig({ socket: d.companionBusSocket, user: d.companion }),
       mode: 0o644,
       what: "companion bus configuration",
+    }),
+    generatedFileStep(host, {
+      path: d.phraseFile,
+      owner: d.companion,
+      mode: 0o400,
+      what: "console phrase (shown on every console screen; readable by the companion only)",
+      generate: () => `${generatePhrase()}\n`,
     }),
   );
   for (const [name, text] of Object.entries(units)) {

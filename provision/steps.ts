@@ -105,6 +105,9 @@ export async function writeFileAtomic(
   await host.chown(tmp, options.uid, options.gid);
   await Deno.chmod(tmp, options.mode);
   await Deno.rename(tmp, prefixed);
+  // Ownership moved with the rename; saying it for the final path too keeps hosts that track
+  // owners by path (the tests' fake host) right.
+  await host.chown(prefixed, options.uid, options.gid);
 }
 
 async function readIfFile(host: Host, prefixed: string): Promise<string | null> {
@@ -186,6 +189,43 @@ export function fileStep(host: Host, spec: FileSpec): Step {
       if (await host.stat(path) === null) return;
       await removePath(path);
       await spec.after?.("removed");
+    },
+  });
+}
+
+/**
+ * A file made once with generated content (the console phrase, `console/phrase.ts`): created
+ * when missing or empty, kept as it is afterwards (a new phrase would look like a fake console).
+ */
+export function generatedFileStep(
+  host: Host,
+  spec: { path: string; owner: string; mode: number; what: string; generate: () => string },
+): Step {
+  const path = under(host, spec.path);
+  const where = `${spec.path} (${spec.owner} ${octal(spec.mode)})`;
+  return step({
+    id: `file:${spec.path}`,
+    title: `${spec.what}: ${where}, made once`,
+    actions: [`write ${where} with new random words, unless it holds some already`],
+    undoActions: [`rm -f ${spec.path}`],
+    async check(): Promise<Status> {
+      const info = await host.stat(path);
+      if (info === null) return fail("missing");
+      const bad = await mismatch(host, info, { kind: "file", owner: spec.owner, mode: spec.mode });
+      if (bad) return fail(bad);
+      if (((await readIfFile(host, path)) ?? "").trim() === "") return fail("empty");
+      return pass();
+    },
+    async apply() {
+      const ids = await ownerIds(host, spec.owner);
+      if (!ids) throw new Error(`cannot write ${spec.path}: user ${spec.owner} does not exist`);
+      const old = (await host.stat(path)) ? await readIfFile(host, path) : null;
+      const content = old && old.trim() !== "" ? old : spec.generate();
+      await writeFileAtomic(host, path, content, { mode: spec.mode, ...ids });
+    },
+    async undo() {
+      if (await host.stat(path) === null) return;
+      await removePath(path);
     },
   });
 }

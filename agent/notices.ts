@@ -348,7 +348,8 @@ export class NoticeBoard implements DaemonListener, NotifierEvents {
 
   #downNotice(why: string): NotificationSpec {
     return {
-      summary: "Secrets and signatures unavailable: the approval daemon is not running",
+      summary:
+        "Secrets and signatures unavailable: the approval daemon is not running or not answering",
       body: escapeBodyMarkup(
         "Programs asking for a secret or a signature get an error until it is back; " +
           "the agent reconnects by itself.\n" +

@@ -48,8 +48,10 @@ export interface NotificationServer {
   readonly events: NotificationEvent[];
   /** Every `Notify` call so far. */
   readonly notified: NotifyCall[];
-  /** Ids of the notifications open now (shown and not closed), in the order shown. */
+  /** The notifications open now (shown and not closed), in the order shown. */
   open(): NotifyCall[];
+  /** The most notifications that were open at the same time so far. */
+  peak(): number;
   /** The user clicks an action: `ActionInvoked(id, key)` (then the server closes it, reason 2). */
   invokeAction(id: number, key: string): void;
   /** The user dismisses a notification: `NotificationClosed(id, 2)`. */
@@ -75,6 +77,7 @@ export async function startNotificationServer(
   const notified: NotifyCall[] = [];
   const shown = new Map<number, NotifyCall>();
   let next = 1;
+  let peak = 0;
   const record = (e: NotificationEvent) => {
     events.push(e);
     try {
@@ -119,6 +122,7 @@ export async function startNotificationServer(
         };
         notified.push(call);
         shown.set(id, call);
+        peak = Math.max(peak, shown.size);
         record({ type: "notify", call });
         bus.reply(msg, "u", [id]);
         return true;
@@ -144,6 +148,7 @@ export async function startNotificationServer(
     events,
     notified,
     open: () => [...shown.values()],
+    peak: () => peak,
     invokeAction(id, key) {
       record({ type: "action", id, key });
       signal("ActionInvoked", "us", [id, key]);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { BusUnavailableError } from "../lib/dbus.ts";
+import { BusUnavailableError, CallTimeoutError } from "../lib/dbus.ts";
 import { RequestRefusedError } from "../lib/dispatcher_client.ts";
 import { Errors } from "../lib/protocol.ts";
 import { SecretErrors } from "../lib/secret_service.ts";
@@ -68,9 +68,13 @@ export function toServiceError(err: unknown): ServiceError {
   if (err instanceof RequestRefusedError) {
     const [name, text] = REFUSALS[err.dbusName] ??
       [SecretErrors.Failed, "the approval daemon refused the request"];
+    // The daemon's own text says what happened; the fixed text stands in when it has none.
+    return new ServiceError(name, `secrets-dispatcher: ${err.message || text}`);
+  }
+  if (err instanceof CallTimeoutError) {
     return new ServiceError(
-      name,
-      `secrets-dispatcher: ${text}${err.message ? `: ${err.message}` : ""}`,
+      SecretErrors.Failed,
+      `secrets-dispatcher: the approval daemon did not answer in time (busy or hung): ${err.message}`,
     );
   }
   if (err instanceof BusUnavailableError) {

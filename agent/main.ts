@@ -32,6 +32,7 @@ import { parseArgs } from "node:util";
 import { Bus, errorText, systemBusAddress } from "../lib/dbus.ts";
 import { SECRETS_NAME } from "../lib/secret_service.ts";
 import { DEFAULT_READ_WAIT_MS, NameTakenError, startAgent } from "./agent.ts";
+import { CachedPort } from "./cached_port.ts";
 import { DaemonPort } from "./daemon_port.ts";
 
 const log = (line: string) => console.error(`secrets-dispatcher agent: ${line}`);
@@ -96,7 +97,12 @@ async function main(args: string[]): Promise<number> {
     log(errorText(err));
     return 1;
   }
-  const port = new DaemonPort({ address: systemBusAddress((n) => Deno.env.get(n)), uid, log });
+  const daemon = new DaemonPort({
+    address: systemBusAddress((n) => Deno.env.get(n)),
+    uid,
+    log,
+  });
+  const port = new CachedPort(daemon);
   let handle;
   try {
     handle = await startAgent({
@@ -109,7 +115,7 @@ async function main(args: string[]): Promise<number> {
       vt,
     });
   } catch (err) {
-    port.close();
+    daemon.close();
     bus.close();
     if (err instanceof NameTakenError) {
       log(err.message);
@@ -138,7 +144,7 @@ async function main(args: string[]): Promise<number> {
   log(end.why);
   for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
   await handle.stop();
-  port.close();
+  daemon.close();
   bus.close();
   return end.status;
 }

@@ -254,6 +254,13 @@ function bodyLines(body: string): Line[] {
 
 function cmdline(args: string[] | null | undefined): Line[] {
   if (!args) return [field("Cmdline", "(not readable)", "dim")];
+  if (args.length === 1 && /\s/.test(args[0])) {
+    // What ps shows: the arguments joined by spaces (their boundaries are unknown).
+    return [
+      field("Cmdline", "as ps shows it (arguments joined by spaces):", "verified"),
+      ...block(args[0], "verified"),
+    ];
+  }
   const simple = args.every((a) => a !== "" && !/[\s"'\\]/.test(a) && escapeLine(a) === a);
   if (simple) return [field("Cmdline", args.join(" "), "verified")];
   const out = [field("Cmdline", `${args.length} arguments:`, "verified")];

@@ -404,6 +404,16 @@ export class RequestManager {
     }
   }
 
+  /**
+   * Refuses early, before any expensive work, when a new request of `limitKey` could not be
+   * accepted ({@link submit} checks again).
+   *
+   * @throws {RequestError} `LimitExceeded`
+   */
+  checkCapacity(limitKey: string): void {
+    this.#checkLimits(limitKey);
+  }
+
   #checkLimits(limitKey: string): void {
     const pending = this.list();
     if (pending.length >= this.#opts.maxPending) {

@@ -156,6 +156,7 @@ export class SecretRequests {
    *   `LimitExceeded`
    */
   async requestRead(items: string[], asker: Asker): Promise<string> {
+    this.#precheck(asker);
     if (items.length === 0) throw new RequestError(Errors.InvalidArgs, "no items to read");
     checkItemPaths(items);
     const unique = [...new Set(items)];
@@ -190,6 +191,7 @@ export class SecretRequests {
       asker: Asker;
     },
   ): Promise<string> {
+    this.#precheck(item.asker);
     checkString("label", item.label);
     checkAttributes(item.attributes);
     checkSecret(item.secret);
@@ -230,6 +232,7 @@ export class SecretRequests {
     item: string,
     options: { secret: SecretValue; asker: Asker },
   ): Promise<string> {
+    this.#precheck(options.asker);
     checkItemPaths([item]);
     checkSecret(options.secret);
     const [info] = await this.#existing([item]);
@@ -260,6 +263,7 @@ export class SecretRequests {
     item: string,
     options: { label?: string; attributes?: Record<string, string>; asker: Asker },
   ): Promise<string> {
+    this.#precheck(options.asker);
     checkItemPaths([item]);
     if (options.label === undefined && options.attributes === undefined) {
       throw new RequestError(Errors.InvalidArgs, "nothing to change: give Label or Attributes");
@@ -293,6 +297,7 @@ export class SecretRequests {
    * @throws {RequestError} as {@link requestRead}
    */
   async requestDelete(item: string, asker: Asker): Promise<string> {
+    this.#precheck(asker);
     checkItemPaths([item]);
     const [info] = await this.#existing([item]);
     await this.#requireUnlocked([info.collection]);
@@ -350,7 +355,7 @@ export class SecretRequests {
       kind,
       caller: asker.caller,
       requester: asker.requester,
-      limitKey: `${asker.requester} ${asker.client.busName}`,
+      limitKey: limitKey(asker),
       secret,
       digest: digestFields([
         ["kind", kind],
@@ -368,12 +373,18 @@ export class SecretRequests {
     return id;
   }
 
+  /** A flood is refused before the store is asked anything. */
+  #precheck(asker: Asker): void {
+    this.#manager.checkCapacity(limitKey(asker));
+  }
+
   async #check(client: ClientReport): Promise<ClientCheck> {
     if (client.pid === null) return { pid: null, uid: null, cmdline: null, consistent: false };
     const info = await this.#proc.info(client.pid);
     if (!info) return { pid: client.pid, uid: null, cmdline: null, consistent: false };
     const consistent = info.uid === this.#clientUid && client.cmdline !== null &&
-      info.cmdline !== null && info.cmdline.join(" ") === client.cmdline.join(" ");
+      info.cmdline !== null && !client.cmdlineCut &&
+      info.cmdline.join(" ") === psArgs(client.cmdline);
     return { pid: client.pid, uid: info.uid, cmdline: info.cmdline, consistent };
   }
 
@@ -429,6 +440,22 @@ export class SecretRequests {
       `metadata: client pid ${c.pid ?? "?"} (${c.exe ?? "unknown program"}) ${what}`,
     );
   }
+}
+
+/** What the flood limit counts for a request the agent forwards: one desktop client. */
+function limitKey(asker: Asker): string {
+  return `${asker.requester} ${asker.client.busName}`;
+}
+
+/**
+ * An argument vector as `ps -o args` shows it in the C locale (procps `escape_str`): joined by
+ * spaces, every byte outside printable ASCII (0x20-0x7e) of the UTF-8 encoding shown as `?`.
+ */
+export function psArgs(argv: string[]): string {
+  const bytes = new TextEncoder().encode(argv.join(" "));
+  let out = "";
+  for (const b of bytes) out += b >= 0x20 && b <= 0x7e ? String.fromCharCode(b) : "?";
+  return out;
 }
 
 /** Runs a backend call, turning its errors into the D-Bus errors of the daemon. */
@@ -498,8 +525,22 @@ function describeItems(items: ItemInfo[]): string {
   return items.length === 1 ? first : `${first} and ${items.length - 1} more`;
 }
 
+/** Most arguments of a reported command line kept; the rest is counted. */
+const MAX_ARGS = 256;
+
+/** `s` cut to {@link MAX_STRING} code units, saying how much was left out. */
+function cut(s: string): { text: string; cut: boolean } {
+  if (s.length <= MAX_STRING) return { text: s, cut: false };
+  return {
+    text: `${s.slice(0, MAX_STRING)}… (${s.length - MAX_STRING} more characters)`,
+    cut: true,
+  };
+}
+
 /**
- * Validates a {@link ClientReport} sent by the agent (JSON). Unknown fields are dropped.
+ * Validates a {@link ClientReport} sent by the agent (JSON). Unknown fields are dropped. Long
+ * strings and long command lines are cut (and `cmdlineCut` set), not refused: programs with a
+ * long class path must still be served.
  *
  * @throws {RequestError} `InvalidArgs` for anything that is not a well-formed report
  */
@@ -518,8 +559,8 @@ export function parseClientReport(json: string): ClientReport {
     new RequestError(Errors.InvalidArgs, `client.${field} is malformed`);
   const str = (k: string): string | null => {
     if (r[k] === undefined || r[k] === null) return null;
-    if (typeof r[k] !== "string" || (r[k] as string).length > MAX_STRING) throw bad(k);
-    return r[k] as string;
+    if (typeof r[k] !== "string") throw bad(k);
+    return cut(r[k] as string).text;
   };
   const num = (k: string): number | null => {
     if (r[k] === undefined || r[k] === null) return null;
@@ -527,14 +568,31 @@ export function parseClientReport(json: string): ClientReport {
     return r[k] as number;
   };
   let cmdline: string[] | null = null;
+  let cmdlineCut = false;
   if (r.cmdline !== undefined && r.cmdline !== null) {
-    if (
-      !Array.isArray(r.cmdline) || r.cmdline.length > 1024 ||
-      !r.cmdline.every((a) => typeof a === "string" && a.length <= MAX_STRING)
-    ) throw bad("cmdline");
-    cmdline = r.cmdline as string[];
+    if (!Array.isArray(r.cmdline) || !r.cmdline.every((a) => typeof a === "string")) {
+      throw bad("cmdline");
+    }
+    const args = r.cmdline as string[];
+    cmdline = args.slice(0, MAX_ARGS).map((a) => {
+      const c = cut(a);
+      cmdlineCut ||= c.cut;
+      return c.text;
+    });
+    if (args.length > MAX_ARGS) {
+      cmdline.push(`… (${args.length - MAX_ARGS} more arguments)`);
+      cmdlineCut = true;
+    }
   }
   const busName = str("busName");
   if (busName === null) throw bad("busName");
-  return { busName, pid: num("pid"), uid: num("uid"), exe: str("exe"), cmdline, cwd: str("cwd") };
+  return {
+    busName,
+    pid: num("pid"),
+    uid: num("uid"),
+    exe: str("exe"),
+    cmdline,
+    ...(cmdlineCut ? { cmdlineCut } : {}),
+    cwd: str("cwd"),
+  };
 }

@@ -3,7 +3,7 @@ import { type ClientReport, Errors, READ_WINDOW_MS, type VerifiedCaller } from "
 import { MEMORY_LOGIN, MemoryBackend } from "./memory_backend.ts";
 import type { ProcReader } from "./proc.ts";
 import { type Completion, RequestError, RequestManager } from "./requests.ts";
-import { type Asker, parseClientReport, SecretRequests } from "./secret_requests.ts";
+import { type Asker, parseClientReport, psArgs, SecretRequests } from "./secret_requests.ts";
 import { FakeClock, FakeGpg, MemoryHistory } from "./test_support.ts";
 
 const AGENT = ":1.7";
@@ -308,4 +308,41 @@ Deno.test("metadata answers without a request and is logged", async () => {
   assert.equal((await secrets.collections(asker())).length >= 1, true);
   assert.deepEqual(manager.list(), []);
   assert.ok(log.some((l) => l.includes("searched") && l.includes("service")));
+});
+
+Deno.test("a long reported command line is cut and marked, not refused", () => {
+  const long = "A".repeat(5000);
+  const many = Array.from({ length: 300 }, (_, i) => `arg${i}`);
+  const r = parseClientReport(JSON.stringify({ busName: ":1.2", cmdline: ["java", long] }));
+  assert.equal(r.cmdlineCut, true);
+  assert.equal(r.cmdline![1].startsWith("A".repeat(4096) + "… (904 more characters)"), true);
+  const m = parseClientReport(JSON.stringify({ busName: ":1.2", cmdline: many }));
+  assert.equal(m.cmdline!.length, 257);
+  assert.equal(m.cmdline!.at(-1), "… (44 more arguments)");
+  assert.equal(
+    parseClientReport(JSON.stringify({ busName: ":1.2", cmdline: ["x"] })).cmdlineCut,
+    undefined,
+  );
+});
+
+Deno.test("the report is compared with ps the way ps shows it (control bytes as ?)", () => {
+  assert.equal(
+    psArgs(["secret-tool", "store", "--label=a\u001b[2Jb"]),
+    "secret-tool store --label=a?[2Jb",
+  );
+  assert.equal(psArgs(["x", "\u202e"]), "x ???");
+  assert.equal(psArgs(["plain", "args"]), "plain args");
+});
+
+Deno.test("a flood is refused before the store is asked", async () => {
+  const { secrets, item, asker, backend } = await setup();
+  for (let n = 0; n < 16; n++) await secrets.requestRead([item], asker(3));
+  let asked = 0;
+  const getItems = backend.getItems.bind(backend);
+  backend.getItems = (p) => {
+    asked++;
+    return getItems(p);
+  };
+  await refused(secrets.requestRead([item], asker(3)), Errors.LimitExceeded);
+  assert.equal(asked, 0);
 });

@@ -45,6 +45,9 @@ import { type ProcReader, psProcReader } from "./proc.ts";
 import { type Completion, RequestError, type RequestManager } from "./requests.ts";
 import { type Asker, parseClientReport, type SecretRequests } from "./secret_requests.ts";
 
+/** Most callers whose verified facts are kept at once (idle ones beyond it are forgotten). */
+const MAX_KNOWN_CALLERS = 256;
+
 /** Options of {@link DispatcherService}. */
 export interface DispatcherServiceOptions {
   /** The desktop user's uid: the only uid whose calls are served. */
@@ -61,6 +64,8 @@ export class DispatcherService {
   #bus: Bus;
   #manager: RequestManager;
   #opts: Required<DispatcherServiceOptions>;
+  /** Callers established so far, by unique name; each is watched until it leaves the bus. */
+  #callers = new Map<string, Promise<VerifiedCaller>>();
   #watched = new Set<string>();
   /** Connections that called `Subscribe`. */
   #subscribers = new Set<string>();
@@ -110,7 +115,6 @@ export class DispatcherService {
     } catch (err) {
       this.#opts.log(`cannot send Completed for ${id.slice(0, 8)}: ${err}`);
     }
-    this.#unwatchIfIdle(requester);
   }
 
   /**
@@ -350,7 +354,25 @@ export class DispatcherService {
     });
   }
 
+  /**
+   * Who is calling. A connection's credentials cannot change while it exists, so they are
+   * established once per connection (bus credentials, then `ps`) and kept until it leaves the
+   * bus; a refusal is not kept.
+   */
   async #verify(sender: string): Promise<VerifiedCaller> {
+    let known = this.#callers.get(sender);
+    if (!known) {
+      known = this.#establish(sender);
+      this.#callers.set(sender, known);
+      known.catch(() => this.#callers.delete(sender));
+      await known;
+      await this.#watch(sender);
+      this.#trim();
+    }
+    return await known;
+  }
+
+  async #establish(sender: string): Promise<VerifiedCaller> {
     let creds;
     try {
       creds = await peerCredentials(this.#bus, sender);
@@ -374,6 +396,14 @@ export class DispatcherService {
     return { busName: sender, uid: creds.uid, pid: creds.pid, cmdline, exe };
   }
 
+  /** Forgets the oldest idle callers (no open request, no subscription) beyond {@link MAX_KNOWN_CALLERS}. */
+  #trim(): void {
+    for (const name of this.#callers.keys()) {
+      if (this.#callers.size <= MAX_KNOWN_CALLERS) return;
+      if (!this.#manager.hasOpen(name) && !this.#subscribers.has(name)) this.#forget(name);
+    }
+  }
+
   async #requestSign(msg: Message, caller: VerifiedCaller): Promise<string> {
     const [payload, keySpec, contextJson] = msg.body as [Uint8Array, string, string];
     const context = parseContext(contextJson);
@@ -389,7 +419,7 @@ export class DispatcherService {
     return requestPath(id);
   }
 
-  /** Watches one requester's unique name so its requests end when it leaves the bus. */
+  /** Watches a caller's unique name: its requests end and it is forgotten when it leaves. */
   async #watch(name: string): Promise<void> {
     if (this.#watched.has(name)) return;
     this.#watched.add(name);
@@ -402,11 +432,9 @@ export class DispatcherService {
     }
   }
 
-  #unwatchIfIdle(name: string): void {
-    if (!this.#watched.has(name) || this.#manager.hasOpen(name) || this.#subscribers.has(name)) {
-      return;
-    }
-    this.#watched.delete(name);
+  #forget(name: string): void {
+    this.#callers.delete(name);
+    if (!this.#watched.delete(name)) return;
     this.#bus.callBus("RemoveMatch", "s", [nameOwnerChangedRule(name)]).catch(() => {});
   }
 
@@ -424,7 +452,7 @@ export class DispatcherService {
     if (this.#subscribers.delete(name)) this.#opts.log(`subscriber ${name} left the bus`);
     const n = this.#manager.cancelFrom(name);
     if (n > 0) this.#opts.log(`${name} left the bus: cancelled ${n} request(s)`);
-    this.#unwatchIfIdle(name);
+    this.#forget(name);
   }
 }
 

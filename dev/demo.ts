@@ -67,6 +67,7 @@ async function main(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", () => stopped.resolve());
   Deno.addSignalListener("SIGTERM", () => stopped.resolve());
   let s: SecretStack | undefined;
+  let unwatch = () => {};
   try {
     say(`secrets-dispatcher demo in ${realDir} (uid ${Deno.uid()})`);
     const notificationLog = `${realDir}/notifications.log`;
@@ -97,6 +98,7 @@ async function main(args: string[]): Promise<number> {
     ].join("\n");
     await Deno.writeTextFile(`${realDir}/env`, env);
     await Deno.writeTextFile(`${realDir}/demo.pid`, `${Deno.pid}\n`);
+    unwatch = watchAgent(s, say);
 
     say("");
     say("In a second terminal:");
@@ -138,12 +140,41 @@ async function main(args: string[]): Promise<number> {
     console.error(`demo failed: ${err instanceof Error ? err.message : err}`);
     return 1;
   } finally {
+    unwatch();
     s?.notifications.stop();
     s?.admin.close();
     await s?.stack.stop();
     await Deno.remove(`${realDir}/demo.pid`).catch(() => {});
     say("demo stopped");
   }
+}
+
+/**
+ * Starts the agent again when it ends while the demo runs (as the `systemd --user` unit does in
+ * production), saying so: without it, secret-tool in the second terminal finds no service.
+ */
+function watchAgent(s: SecretStack, say: (s: string) => void): () => void {
+  let stopping = false;
+  const watch = (child: Deno.ChildProcess) => {
+    child.status.then(async (st) => {
+      if (stopping) return;
+      say(
+        `demo: the agent ended (exit ${st.code}${
+          st.signal ? `, ${st.signal}` : ""
+        }); restarting it`,
+      );
+      try {
+        const next = await s.startAgent();
+        s.agent = next;
+        say("demo: agent running again");
+        watch(next);
+      } catch (err) {
+        say(`demo: cannot restart the agent: ${err instanceof Error ? err.message : err}`);
+      }
+    });
+  };
+  watch(s.agent);
+  return () => stopping = true;
 }
 
 /** Refuses to start over a demo that is still running in the same dir. */

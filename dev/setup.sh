@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what secrets-dispatcher needs on a fresh Debian 12 machine (as root, or with sudo):
 # the Debian packages (dbus-daemon, gpg, git, python3-dbus for the policy test, kbd, gnome-keyring
-# and the Secret Service clients the tests drive, libsecret-1-dev to build git-credential-libsecret),
+# and the Secret Service clients the tests drive, libsecret-1-dev to build git-credential-libsecret,
+# systemd for systemctl --root and systemd-analyze verify, pamtester for the PAM hand-off test),
 # Deno from the npm registry (pinned), and the project's npm dependencies (deno install --frozen).
 # Safe to run again: it skips what is already there.
 set -euo pipefail
 DENO_VERSION=2.9.6
 PACKAGES=(dbus-daemon dbus-bin gnupg gpg-agent git procps util-linux passwd python3-dbus kbd
-  gnome-keyring libsecret-tools python3-secretstorage libsecret-1-dev pkg-config gcc make)
+  gnome-keyring libsecret-tools python3-secretstorage libsecret-1-dev pkg-config gcc make
+  systemd pamtester)
 cd "$(dirname "$0")/.."
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -44,6 +44,13 @@ import {
 /** Timeout of each call to the daemon, in milliseconds. */
 export const CALL_TIMEOUT_MS = 4000;
 
+/**
+ * Timeout of the calls that create a request, in milliseconds: longer than {@link
+ * CALL_TIMEOUT_MS}, because a request the daemon creates after its caller stopped waiting would
+ * sit on the console with nobody to answer (a daemon busy with a flood is slow, not gone).
+ */
+export const REQUEST_CALL_TIMEOUT_MS = 10_000;
+
 /** Timeout of `Request1.Cancel`, in milliseconds. */
 const CANCEL_TIMEOUT_MS = 2000;
 
@@ -433,7 +440,11 @@ export class DispatcherClient {
   }
 
   /** Calls a dispatcher member with its protocol signatures; maps errors (see {@link #mapped}). */
-  #call(member: DispatcherMember, body: unknown[]): Promise<unknown[]> {
+  #call(
+    member: DispatcherMember,
+    body: unknown[],
+    timeoutMs = CALL_TIMEOUT_MS,
+  ): Promise<unknown[]> {
     const { in: signature, out } = DISPATCHER_MEMBERS[member];
     return this.#mapped(() =>
       this.#bus.call({
@@ -443,7 +454,7 @@ export class DispatcherClient {
         member,
         signature,
         body,
-      }, { timeoutMs: CALL_TIMEOUT_MS, replySignature: out })
+      }, { timeoutMs, replySignature: out })
     );
   }
 
@@ -468,7 +479,7 @@ export class DispatcherClient {
 
   /** Makes a request whose method returns the request object path. */
   async #request(member: DispatcherMember, body: unknown[]): Promise<PendingRequest> {
-    const [p] = await this.#call(member, body);
+    const [p] = await this.#call(member, body, REQUEST_CALL_TIMEOUT_MS);
     const path = String(p);
     const id = requestIdFromPath(path);
     if (id === null) {

@@ -275,6 +275,8 @@ export interface ClientReport {
   exe: string | null;
   /** `/proc/<pid>/cmdline`, split at NUL. */
   cmdline: string[] | null;
+  /** Set by the daemon when it cut a long command line (it keeps 256 arguments of 4096 each). */
+  cmdlineCut?: boolean;
   /** Target of `/proc/<pid>/cwd`. */
   cwd: string | null;
 }
@@ -288,8 +290,9 @@ export interface ClientCheck {
   /** Its command line as ps shows it (arguments joined by spaces, one element), or null. */
   cmdline: string[] | null;
   /**
-   * True when the process exists, runs as the desktop user and its command line equals the
-   * reported one (joined by spaces).
+   * True when the process exists, runs as the desktop user and its command line as `ps` shows
+   * it equals the reported one shown the same way (joined by spaces, bytes outside printable
+   * ASCII as `?`); false when the report was cut.
    */
   consistent: boolean;
 }

@@ -41,12 +41,14 @@ export class SecretFormatError extends Error {
 /** One side of a DH key agreement. */
 export class DhKeyPair {
   #dh: ReturnType<typeof createDiffieHellman>;
+  #prime: bigint;
   /** Our public key, unsigned big-endian (may be shorter than 128 bytes). */
   readonly publicKey: Uint8Array;
 
   private constructor() {
     const group = getDiffieHellman("modp2");
     this.#dh = createDiffieHellman(group.getPrime(), Buffer.from([2]));
+    this.#prime = BigInt(`0x${group.getPrime().toString("hex")}`);
     this.publicKey = new Uint8Array(this.#dh.generateKeys());
   }
 
@@ -60,11 +62,16 @@ export class DhKeyPair {
    *
    * @param peerPublic unsigned big-endian, any length up to 128 bytes (leading zeros may be left
    *   out by the peer)
-   * @throws {SecretFormatError} when the key is empty, too long or outside the group
+   * @throws {SecretFormatError} when the key is empty, too long or degenerate (not in
+   *   2..p-2, NIST SP 800-56A r3 §5.6.2.3.1: 0, 1 and p-1 would fix the shared secret)
    */
   deriveKey(peerPublic: Uint8Array): Uint8Array {
     if (peerPublic.length === 0 || peerPublic.length > PRIME_BYTES) {
       throw new SecretFormatError(`bad DH public key length ${peerPublic.length}`);
+    }
+    const y = BigInt(`0x${Buffer.from(peerPublic).toString("hex")}`);
+    if (y < 2n || y > this.#prime - 2n) {
+      throw new SecretFormatError("degenerate DH public key (must be in 2..p-2)");
     }
     let shared: Buffer;
     try {

@@ -242,12 +242,17 @@ Deno.test("the daemon stopped with SIGSTOP: errors within the clients' timeout, 
       "k",
       "stop",
     ]);
-    await pendingAt(s);
+    const view = await pendingAt(s);
+    // The agent has the daemon's reply (the request object) before the daemon stops.
+    await until(
+      "the agent to hold the request",
+      async () => (await s.stack.log("agent")).includes(`read request ${view.id}`),
+    );
     s.daemon.kill("SIGSTOP");
     try {
       const lookup = await background(s, "secret-tool", ["lookup", "k", "stop"]);
       assert.notEqual(lookup.code, 0);
-      assert.match(lookup.stderr, /approval daemon is not running or does not answer/);
+      assert.match(lookup.stderr, /approval daemon did not answer in time \(busy or hung\)/);
       assert.ok(lookup.ms < 25_000, `lookup answered after ${lookup.ms} ms`);
       const b = await blocked;
       const [name, seconds] = b.stdout.trim().split("\n").slice(-2);

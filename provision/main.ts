@@ -1,0 +1,329 @@
+/**
+ * `sudo deno task provision --user alice`: sets up secrets-dispatcher for one desktop user, as
+ * root, non-interactively.
+ *
+ * ```
+ * provision --user <name> [--vt <n>] [--backend gnome-keyring|gopass|<command>]
+ *           [--no-git-config] [--no-pam] [--root <dir>]
+ *           [--dry-run | --check | --uninstall [--purge]]
+ * ```
+ *
+ * - default: applies every step of the plan whose check fails (idempotent), printing the plan
+ *   first; the same plan `--dry-run` prints.
+ * - `--dry-run`: prints the plan and what a run would do now; changes nothing.
+ * - `--check`: PASS/FAIL/SKIP per step, the fixing command under each FAIL.
+ * - `--uninstall`: undoes every step in reverse; keeps the secret store (the companion's home,
+ *   owned by root from then on) unless `--purge`; keeps the machine-wide code and PAM files
+ *   while other users remain provisioned.
+ * - `--root <dir>`: writes and checks system files under `<dir>` (images, tests). Users are
+ *   real; the desktop user's own files go to her real home.
+ *
+ * `--vt`, `--backend`, `--no-git-config` and `--no-pam` default to what the last run recorded
+ * in `/etc/secrets-dispatcher/<user>/provision.json`, then to VT 8, gnome-keyring, on, on.
+ *
+ * Exit codes: 0 done / all checks pass; 1 a step failed, a check failed or needs manual
+ * action; 2 usage or configuration error (not root, unknown user, bad option).
+ *
+ * Permissions (`deno task provision`): see deno.json; runs only `useradd`, `usermod`,
+ * `userdel`, `getent`, `runuser`, `chown`, `stat`, `install`, `systemctl`, `systemd-analyze`,
+ * `pam-auth-update`; the pinned Deno runs through `runuser -u root` (Deno refuses writes to a
+ * binary named in `--allow-run`, and provisioning replaces this one).
+ *
+ * @module
+ */
+
+import { Command, CommanderError, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import {
+  type Backend,
+  checkPlainPath,
+  checkUserName,
+  CONFIG_BASE,
+  type Deployment,
+  deployment,
+} from "../deploy/layout.ts";
+import { type Host, RealHost } from "./host.ts";
+import { NETWORK_ENV, sourceFiles } from "./install.ts";
+import { buildPlan, type Plan, type ProvisionRecord } from "./plan.ts";
+import { apply, check, dryRun, type Print, uninstall } from "./run.ts";
+
+/** Done, or every check passed. */
+export const EXIT_OK = 0;
+/** A step or a check failed, or something needs manual action. */
+export const EXIT_FAILED = 1;
+/** Usage or configuration error. */
+export const EXIT_USAGE = 2;
+
+/** The repository (source tree) this file belongs to. */
+export const SOURCE_DIR = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** Default console VT. */
+export const DEFAULT_VT = 8;
+
+/** Program paths tried for `--backend gopass`, first existing wins. */
+export const GOPASS_CANDIDATES = [
+  "/usr/local/bin/gopass-secret-service",
+  "/usr/bin/gopass-secret-service",
+];
+
+/**
+ * The backend from its `--backend` spelling.
+ *
+ * @param exists tells whether a program path exists (for gopass)
+ * @throws {Error} for a relative command
+ */
+export async function parseBackend(
+  spec: string,
+  exists: (path: string) => Promise<boolean>,
+): Promise<Backend> {
+  if (spec === "gnome-keyring") {
+    return {
+      kind: "gnome-keyring",
+      argv: ["/usr/bin/gnome-keyring-daemon", "--foreground", "--components=secrets"],
+    };
+  }
+  if (spec === "gopass") {
+    for (const p of GOPASS_CANDIDATES) {
+      if (await exists(p)) return { kind: "gopass", argv: [p] };
+    }
+    return { kind: "gopass", argv: [GOPASS_CANDIDATES[1]] };
+  }
+  const argv = spec.trim().split(/\s+/);
+  if (!argv[0]?.startsWith("/")) {
+    throw new Error(
+      `--backend must be gnome-keyring, gopass or an absolute command line, got ${spec}`,
+    );
+  }
+  return { kind: "command", argv };
+}
+
+/** Where provisioning writes and what it tells the user. */
+export interface ProvisionIo {
+  print: Print;
+  /** The host to act on, for a root prefix ("" = the real root). */
+  host(root: string): Promise<Host>;
+  /** The effective uid (0 required). */
+  uid(): number | null;
+  /** The Deno binary to pin. */
+  denoPath(): string;
+  /** The source tree to install. */
+  sourceDir: string;
+  /** An environment variable of the caller (proxies and CAs for `deno install`), if allowed. */
+  env(name: string): string | undefined;
+}
+
+/** The real io. */
+export const realIo: ProvisionIo = {
+  print: (line) => console.log(line),
+  host: (root) => RealHost.create(root),
+  uid: () => Deno.uid(),
+  denoPath: () => Deno.execPath(),
+  sourceDir: SOURCE_DIR,
+  env: (name) => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined;
+    }
+  },
+};
+
+async function readRecord(host: Host, user: string): Promise<ProvisionRecord | null> {
+  try {
+    return JSON.parse(
+      await Deno.readTextFile(`${host.root}${CONFIG_BASE}/${user}/provision.json`),
+    ) as ProvisionRecord;
+  } catch {
+    return null;
+  }
+}
+
+async function otherProvisionedUsers(host: Host, user: string): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(`${host.root}${CONFIG_BASE}`)) {
+      if (!e.isDirectory || e.name === user) continue;
+      const rec = await host.stat(`${host.root}${CONFIG_BASE}/${e.name}/provision.json`);
+      if (rec?.kind === "file") out.push(e.name);
+    }
+  } catch { /* no base dir */ }
+  return out.sort();
+}
+
+/** Everything one invocation resolved. */
+export interface Resolved {
+  host: Host;
+  deployment: Deployment;
+  plan: Plan;
+  otherUsers: string[];
+  /** The command that re-runs this provisioning (the generic fix). */
+  fixCommand: string;
+  header: string;
+}
+
+/** Options as parsed from the command line. */
+export interface CliOptions {
+  user: string;
+  vt?: number;
+  backend?: string;
+  gitConfig?: boolean;
+  pam?: boolean;
+  root?: string;
+  uninstall?: boolean;
+}
+
+/**
+ * Resolves the options into a deployment and its plan (read-only).
+ *
+ * @throws {Error} for an unknown user or a bad option
+ */
+export async function resolve(options: CliOptions, io: ProvisionIo): Promise<Resolved> {
+  checkUserName(options.user);
+  const root = (options.root ?? "").replace(/\/+$/, "");
+  if (root) checkPlainPath(root, "--root");
+  const host = await io.host(root);
+  const record = await readRecord(host, options.user);
+  const passwd = await host.getUser(options.user);
+  if (passwd && passwd.uid === 0) throw new Error("refusing to provision root");
+  if (!passwd && !(options.uninstall && record)) {
+    throw new Error(`no user ${options.user}: create the desktop user first`);
+  }
+  const exists = async (p: string) => (await host.stat(p)) !== null;
+  const backend = options.backend
+    ? await parseBackend(options.backend, exists)
+    : record?.backend ?? await parseBackend("gnome-keyring", exists);
+  const gitConfig = options.gitConfig ?? record?.gitConfig ?? true;
+  const pam = options.pam ?? record?.pam ?? true;
+  const d = deployment({
+    user: options.user,
+    uid: passwd?.uid ?? record!.uid,
+    home: passwd?.home ?? record!.home,
+    vt: options.vt ?? record?.vt ?? DEFAULT_VT,
+    backend,
+  });
+  const otherUsers = await otherProvisionedUsers(host, d.user);
+  const files = await sourceFiles(io.sourceDir);
+  const plan = buildPlan(host, d, {
+    source: { dir: io.sourceDir, files },
+    denoSource: io.denoPath(),
+    gitConfig,
+    pam,
+    otherUsers,
+    networkEnv: Object.fromEntries(
+      NETWORK_ENV.flatMap((k) => {
+        const v = io.env(k);
+        return v ? [[k, v]] : [];
+      }),
+    ),
+  });
+  const backendArg = backend.kind === "command" ? `'${backend.argv.join(" ")}'` : backend.kind;
+  const fixCommand = [
+    "sudo deno task provision",
+    `--user ${d.user}`,
+    `--vt ${d.vt}`,
+    `--backend ${backendArg}`,
+    gitConfig ? "" : "--no-git-config",
+    pam ? "" : "--no-pam",
+    root ? `--root ${root}` : "",
+  ].filter(Boolean).join(" ");
+  const header =
+    `secrets-dispatcher provisioning of ${d.user} (uid ${d.uid}): companion ${d.companion}, ` +
+    `console on ${d.tty}, backend ${backend.argv.join(" ")}, root ${root || "/"}` +
+    (host.systemdRunning ? "" : " (no systemd manager: systemd items are skipped)");
+  return { host, deployment: d, plan, otherUsers, fixCommand, header };
+}
+
+/**
+ * Runs provisioning with `args` (without the program name).
+ *
+ * @returns the exit code ({@link EXIT_OK}, {@link EXIT_FAILED}, {@link EXIT_USAGE})
+ */
+export async function main(args: string[], io: ProvisionIo = realIo): Promise<number> {
+  const program = new Command("provision")
+    .description("set up secrets-dispatcher for one desktop user (as root)")
+    .requiredOption("--user <name>", "the desktop user (must exist)")
+    .addOption(
+      new Option("--vt <n>", "VT of the approval console (7..63; default 8)").argParser((v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n)) throw new InvalidArgumentError(`needs a number, got ${v}`);
+        return n;
+      }),
+    )
+    .option("--backend <spec>", "gnome-keyring (default), gopass, or an absolute command line")
+    .option("--no-git-config", "do not set the user's git gpg.program")
+    .option("--no-pam", "do not install the PAM password hand-off")
+    .option("--root <dir>", "write system files under this prefix (images, tests)")
+    .option("--dry-run", "print the plan; change nothing")
+    .option("--check", "check every item; exit 1 on any FAIL")
+    .option("--uninstall", "remove everything provisioning made (keeps the secret store)")
+    .option("--purge", "with --uninstall: also remove the secret store")
+    .exitOverride()
+    .configureOutput({
+      writeOut: (t) => io.print(t.replace(/\n$/, "")),
+      writeErr: (t) => io.print(t.replace(/\n$/, "")),
+      getOutHasColors: () => false,
+      getErrHasColors: () => false,
+      getOutHelpWidth: () => 100,
+      getErrHelpWidth: () => 100,
+    });
+  // Commander keeps option values on the program; the explicit-set test decides defaults.
+  let opts;
+  try {
+    program.parse(args, { from: "user" });
+    opts = program.opts();
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    throw err;
+  }
+  const modes = [opts.dryRun && !opts.uninstall, opts.check, opts.uninstall].filter(Boolean);
+  if (modes.length > 1) {
+    io.print(
+      "provision: --dry-run, --check and --uninstall exclude each other (--dry-run may go with --uninstall)",
+    );
+    return EXIT_USAGE;
+  }
+  if (opts.purge && !opts.uninstall) {
+    io.print("provision: --purge only goes with --uninstall");
+    return EXIT_USAGE;
+  }
+  if (io.uid() !== 0) {
+    io.print("provision: must run as root (sudo deno task provision --user <name>)");
+    return EXIT_USAGE;
+  }
+  let r: Resolved;
+  try {
+    r = await resolve({
+      user: opts.user,
+      vt: opts.vt,
+      backend: opts.backend,
+      gitConfig: program.getOptionValueSource("gitConfig") === "cli" ? opts.gitConfig : undefined,
+      pam: program.getOptionValueSource("pam") === "cli" ? opts.pam : undefined,
+      root: opts.root,
+      uninstall: opts.uninstall,
+    }, io);
+  } catch (err) {
+    io.print(`provision: ${(err as Error).message}`);
+    return EXIT_USAGE;
+  }
+  if (opts.uninstall) {
+    const keepShared = r.otherUsers.length > 0;
+    const header = `${r.header}\nUninstall${opts.purge ? " with --purge" : ""}${
+      keepShared ? ` (machine-wide files kept for ${r.otherUsers.join(", ")})` : ""
+    }:`;
+    if (opts.dryRun) {
+      const { renderUndoPlan } = await import("./run.ts");
+      for (const l of renderUndoPlan(r.plan, header, { keepShared })) io.print(l);
+      return EXIT_OK;
+    }
+    return await uninstall(r.plan, {
+      header,
+      print: io.print,
+      purge: opts.purge ?? false,
+      keepShared,
+    });
+  }
+  if (opts.dryRun) return await dryRun(r.plan, { header: r.header, print: io.print });
+  if (opts.check) return await check(r.plan, { print: io.print, fixCommand: r.fixCommand });
+  return await apply(r.plan, { header: r.header, print: io.print });
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -23,6 +23,7 @@ export {
   DispatcherClient,
   type PendingRequest,
   type RequestCompletion,
+  type RequestEventListener,
   RequestRefusedError,
 } from "./lib/dispatcher_client.ts";
 export { AdminClient, AdminError, AdminUnreachableError } from "./lib/admin_client.ts";

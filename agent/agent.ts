@@ -4,6 +4,9 @@
  * never an unbounded wait), sends prompts' `Completed` unicast to their owners, and drops a
  * client's sessions, prompts, approvals and pending requests when it leaves the bus.
  *
+ * It also keeps the desktop's notifications about pending requests and about an unreachable
+ * daemon (`notices.ts` through `org.freedesktop.Notifications` on the same bus).
+ *
  * `startAgent` is what `agent/main.ts` runs and what integration tests start with their own bus
  * connections and port (the real daemon through `DaemonPort`, or a fake).
  *
@@ -16,6 +19,8 @@ import { Iface, SecretErrors, SECRETS_NAME } from "../lib/secret_service.ts";
 import { Approvals } from "./approvals.ts";
 import { ClientReports, type ProcReader, readProcFacts } from "./client_info.ts";
 import { ServiceError, toServiceError } from "./errors.ts";
+import { NoticeBoard, type NoticeBoardOptions } from "./notices.ts";
+import { DesktopNotifications } from "./notifications.ts";
 import { PeerWatch } from "./peers.ts";
 import type { DispatcherPort } from "./port.ts";
 import { PromptTable } from "./prompts.ts";
@@ -25,8 +30,12 @@ import { SessionTable } from "./sessions.ts";
 /** Default time `GetSecret(s)`, `SetSecret` and `Properties.Set` wait for the human, ms. */
 export const DEFAULT_READ_WAIT_MS = 20_000;
 
-/** Extra time after the wait before a call is answered `Failed` by the watchdog, ms. */
-const WATCHDOG_SLACK_MS = 15_000;
+/**
+ * Extra time after the wait before a call is answered `Failed` by the watchdog, ms: room for
+ * one more daemon call (4 s), so that with the default wait every call is answered within 24 s,
+ * before the ~25 s clients give up.
+ */
+const WATCHDOG_SLACK_MS = 4_000;
 
 /** `RequestName` flags (D-Bus specification, "Message Bus Messages"). */
 const REPLACE_EXISTING = 2;
@@ -54,6 +63,15 @@ export interface AgentOptions {
   readProc?: ProcReader;
   /** Receives log lines (default: stderr). Never given a secret value. */
   log?: (line: string) => void;
+  /**
+   * Desktop notifications about pending requests and an unreachable daemon, through
+   * `org.freedesktop.Notifications` on the session bus (default true).
+   */
+  notifications?: boolean;
+  /** The VT the console runs on, named in the notifications (default 8). */
+  vt?: number;
+  /** Timing of the notifications (`settleMs`, `downGraceMs`, `maxOpen`; see `notices.ts`). */
+  noticeTiming?: Pick<NoticeBoardOptions, "settleMs" | "downGraceMs" | "maxOpen">;
 }
 
 /** A running agent. */
@@ -166,6 +184,7 @@ export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
   };
   const onCall = (msg: Message): boolean => {
     if (msg.type !== MessageType.METHOD_CALL) return false;
+    const receivedAt = Date.now();
     inFlight.set(
       msg,
       setTimeout(() =>
@@ -184,6 +203,7 @@ export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
       member: String(msg.member),
       signature: msg.signature ?? "",
       body: msg.body ?? [],
+      receivedAt,
     };
     service.handle(call).then(
       (reply) => answer(msg, reply),
@@ -215,10 +235,31 @@ export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
     reports.sweep((name) => peers.watching(name));
   }, 1000);
 
+  // Notifications: the board follows the daemon's events and the server's.
+  const events = {
+    action: (id: number, key: string) => board?.action(id, key),
+    closed: (id: number, reason: number) => board?.closed(id, reason),
+    serverChanged: () => board?.serverChanged(),
+  };
+  const notifier = options.notifications === false
+    ? null
+    : new DesktopNotifications(bus, { events });
+  const board = notifier === null ? null : new NoticeBoard({
+    notifier,
+    deny: (id) => options.port.denyOwn(id),
+    vt: options.vt,
+    log,
+    ...options.noticeTiming,
+  });
+  let unlisten = () => {};
+
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    unlisten();
+    await board?.stop();
+    notifier?.stop();
     clearInterval(sweeper);
     bus.raw.removeMethodHandler(onCall);
     bus.raw.removeListener("message", onSignal);
@@ -248,6 +289,14 @@ export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
   } catch (err) {
     await stop();
     throw err;
+  }
+  if (notifier && board) {
+    try {
+      await notifier.start();
+    } catch (err) {
+      log(`notifications: cannot watch the notification server (${(err as Error).message})`);
+    }
+    unlisten = options.port.listen(board);
   }
   return { lost, stop };
 }

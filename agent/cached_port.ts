@@ -7,13 +7,20 @@
  * backend. Item metadata, collections, aliases and the store state are therefore kept for
  * `ttlMs` (default 2 s). Searches always reach the daemon (it logs them) and refresh the items
  * they return; every write request made through this port empties the cache, when it is raised
- * and again when it ends. Values (secrets) are never cached here.
+ * and again when it ends, and so does a change of the daemon's reachability (a restarted daemon
+ * starts afresh). Values (secrets) are never cached here; `denyOwn` and `listen` pass through.
  *
  * @module
  */
 
 import type { ClientReport, CollectionInfo, ItemInfo, StoreStatus } from "../lib/protocol.ts";
-import type { CreateItemRequest, DispatcherPort, PendingRequest, SecretValue } from "./port.ts";
+import type {
+  CreateItemRequest,
+  DaemonListener,
+  DispatcherPort,
+  PendingRequest,
+  SecretValue,
+} from "./port.ts";
 
 /** Default lifetime of a cached answer, in milliseconds. */
 export const DEFAULT_METADATA_TTL_MS = 2000;
@@ -125,6 +132,22 @@ export class CachedPort implements DispatcherPort {
 
   requestDelete(item: string, client: ClientReport): Promise<PendingRequest> {
     return this.#write(() => this.#port.requestDelete(item, client));
+  }
+
+  denyOwn(id: string): Promise<void> {
+    return this.#port.denyOwn(id);
+  }
+
+  listen(listener: DaemonListener): () => void {
+    return this.#port.listen({
+      synced: (pending) => listener.synced(pending),
+      pending: (request) => listener.pending(request),
+      ended: (id, state) => listener.ended(id, state),
+      reachable: (up, why) => {
+        this.clear();
+        listener.reachable(up, why);
+      },
+    });
   }
 
   async #write(raise: () => Promise<PendingRequest>): Promise<PendingRequest> {

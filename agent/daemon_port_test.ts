@@ -152,3 +152,69 @@ Deno.test("DaemonPort: fails fast without a daemon and reconnects when one (re)a
     await bus.stop();
   }
 });
+
+Deno.test("DaemonPort.listen: subscribes then lists, and again after the daemon came back", async () => {
+  const bus = await startTestBus();
+  const port = new FakePort();
+  const item = port.addItem("Mail", { app: "mail" }, "pw");
+  const remote = new DaemonPort({
+    address: bus.address,
+    uid: UID,
+    backoff: { minMs: 50, maxMs: 200 },
+  });
+  const heard: string[] = [];
+  let daemon = null;
+  const until = async (what: string, check: () => boolean) => {
+    const end = Date.now() + 5000;
+    while (!check()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${heard.join(" | ")}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  try {
+    remote.listen({
+      synced: (list) => heard.push(`synced ${list.map((p) => p.summary).join(",")}`),
+      pending: (p) => heard.push(`pending ${p.summary}`),
+      ended: (id, state) => heard.push(`ended ${id.slice(0, 4)} ${state}`),
+      reachable: (up) => heard.push(up ? "up" : "down"),
+    });
+    await until("down", () => heard.includes("down"));
+
+    // A request already waits when the daemon appears: the list brings it.
+    const first = await port.requestRead([item], client);
+    daemon = await serveFakeDaemon(bus.address, port, UID);
+    await until("synced", () => heard.includes('synced read "Mail"'));
+    assert.deepEqual(heard.slice(0, 3), ["down", 'synced read "Mail"', "up"]);
+    assert.equal(daemon.subscriptions.length, 1);
+    assert.equal(daemon.listCalls, 1);
+
+    // Events arrive unicast.
+    await first.cancel();
+    await until(
+      "ended",
+      () => heard.some((h) => h.startsWith(`ended ${first.id.slice(0, 4)} cancelled`)),
+    );
+    const second = await port.requestDelete(item, client);
+    await until("pending", () => heard.includes('pending delete "Mail"'));
+
+    // The daemon restarts: forgotten, then subscribed and listed again.
+    const mark = heard.length;
+    daemon.stop();
+    await until("down again", () => heard.slice(mark).includes("down"));
+    assert.deepEqual(heard.slice(mark), ["synced ", "down"], "its requests ended with it");
+    daemon = await serveFakeDaemon(bus.address, port, UID);
+    await until("resynced", () => heard.slice(mark).includes("up"));
+    assert.deepEqual(heard.slice(mark), ["synced ", "down", 'synced delete "Mail"', "up"]);
+    assert.equal(daemon.listCalls, 1);
+    await second.cancel();
+    await until(
+      "ended after the restart",
+      () => heard.some((h) => h.startsWith(`ended ${second.id.slice(0, 4)}`)),
+    );
+  } finally {
+    remote.close();
+    await remote.finished();
+    daemon?.stop();
+    await bus.stop();
+  }
+});

@@ -3,10 +3,17 @@
  * bus and forwards every operation to the approval daemon on the system bus. It keeps no secret
  * store.
  *
- * Usage: `deno task agent [--replace] [--read-wait=SECONDS]`
- * - `--replace`: take `org.freedesktop.secrets` from the program that owns it (gnome-keyring...).
+ * Usage: `deno task agent [--replace] [--read-wait=SECONDS] [--vt=N] [--no-notifications]`
+ * - `--replace`: take `org.freedesktop.secrets` from the program that owns it (gnome-keyring...)
+ *   when that program allows it. Without it the agent starts only when nobody owns the name.
  * - `--read-wait`: how long a `GetSecret`/`SetSecret` without a prompt waits for the human
  *   (default 20, below the ~25 s client call timeout).
+ * - `--vt`: the VT of the approval console, named in notifications (default 8).
+ * - `--no-notifications`: no desktop notifications.
+ *
+ * While it runs it keeps a subscription to the daemon's request events (reconnecting with
+ * backoff when the daemon or the system bus goes away) and shows a desktop notification for each
+ * request waiting for approval, and one when the daemon cannot be reached.
  *
  * Environment: `DBUS_SESSION_BUS_ADDRESS` (required), `DBUS_SYSTEM_BUS_ADDRESS` (default the
  * standard system bus), `SD_DISPATCHER_UID` (whose dispatcher to use; default the own uid).
@@ -14,7 +21,9 @@
  * `--allow-run=/usr/bin/readlink,/usr/bin/cat` (to read /proc of callers), `--allow-sys=uid`.
  *
  * Writes one line containing `ready` to stderr once serving. Exit status: 0 after SIGINT or
- * SIGTERM, 1 when the name is taken or the session bus or the name is lost, 2 for bad usage.
+ * SIGTERM; 1 when the session bus or the name is lost, or the agent cannot start; 2 for bad
+ * usage; {@link EXIT_NAME_TAKEN} (3) when another program owns `org.freedesktop.secrets` (the
+ * message names it): a service manager should not restart it then.
  *
  * @module
  */
@@ -28,18 +37,33 @@ import { DaemonPort } from "./daemon_port.ts";
 
 const log = (line: string) => console.error(`secrets-dispatcher agent: ${line}`);
 
+/** Exit status when another program owns `org.freedesktop.secrets` (see the module doc). */
+export const EXIT_NAME_TAKEN = 3;
+
 /** Runs the agent until a signal or a loss; returns the exit status. */
 async function main(args: string[]): Promise<number> {
   let replace: boolean;
+  let notifications: boolean;
   let readWaitMs = DEFAULT_READ_WAIT_MS;
+  let vt = 8;
   try {
     const { values } = parseArgs({
       args,
-      options: { replace: { type: "boolean" }, "read-wait": { type: "string" } },
+      options: {
+        replace: { type: "boolean" },
+        "read-wait": { type: "string" },
+        vt: { type: "string" },
+        "no-notifications": { type: "boolean" },
+      },
       strict: true,
       allowPositionals: false,
     });
     replace = values.replace ?? false;
+    notifications = !values["no-notifications"];
+    if (values.vt !== undefined) {
+      vt = Number(values.vt);
+      if (!Number.isInteger(vt) || vt < 1 || vt > 63) throw new Error("--vt takes 1..63");
+    }
     if (values["read-wait"] !== undefined) {
       const s = Number(values["read-wait"]);
       if (!Number.isFinite(s) || s <= 0 || s > 600) {
@@ -48,7 +72,10 @@ async function main(args: string[]): Promise<number> {
       readWaitMs = s * 1000;
     }
   } catch (err) {
-    log(`${errorText(err)}\nusage: agent/main.ts [--replace] [--read-wait=SECONDS]`);
+    log(
+      `${errorText(err)}\nusage: agent/main.ts [--replace] [--read-wait=SECONDS] [--vt=N] ` +
+        "[--no-notifications]",
+    );
     return 2;
   }
   const sessionAddress = Deno.env.get("DBUS_SESSION_BUS_ADDRESS");
@@ -70,25 +97,41 @@ async function main(args: string[]): Promise<number> {
     log(errorText(err));
     return 1;
   }
-  const daemon = new DaemonPort({ address: systemBusAddress((n) => Deno.env.get(n)), uid });
+  const daemon = new DaemonPort({
+    address: systemBusAddress((n) => Deno.env.get(n)),
+    uid,
+    log,
+  });
   const port = new CachedPort(daemon);
   let handle;
   try {
-    handle = await startAgent({ sessionBus: bus, port, replace, readWaitMs, log });
+    handle = await startAgent({
+      sessionBus: bus,
+      port,
+      replace,
+      readWaitMs,
+      log,
+      notifications,
+      vt,
+    });
   } catch (err) {
-    log(err instanceof NameTakenError ? err.message : `cannot start: ${errorText(err)}`);
     daemon.close();
     bus.close();
+    if (err instanceof NameTakenError) {
+      log(err.message);
+      return EXIT_NAME_TAKEN;
+    }
+    log(`cannot start: ${errorText(err)}`);
     return 1;
   }
   log(`ready: serving ${SECRETS_NAME} on ${sessionAddress}`);
-  port.storeStatus().then(
-    (s) => log(`approval daemon reachable; secret store ${s.state}`),
-    (err) =>
-      log(
-        `approval daemon not reachable yet (${errorText(err)}); clients get an error until it is`,
-      ),
-  );
+  if (!notifications) {
+    // Nothing listens to the daemon then: say once whether it can be reached.
+    port.storeStatus().then(
+      (s) => log(`secret store ${s.state}`),
+      (err) => log(`clients get an error until the daemon is reachable (${errorText(err)})`),
+    );
+  }
 
   const { promise: signalled, resolve } = Promise.withResolvers<string>();
   const onSignal = (name: string) => () => resolve(name);

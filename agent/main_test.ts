@@ -57,7 +57,7 @@ async function spawnAgent(
   (async () => {
     for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
       text += chunk;
-      if (/ready/.test(text)) resolve();
+      if (/ready: serving/.test(text)) resolve();
     }
   })().catch(() => {});
   status.then((s) => reject(new Error(`the agent exited (${s.code}): ${text}`)));
@@ -128,7 +128,7 @@ Deno.test("the agent process: name taken, --replace, no daemon yet, bus gone", a
     assert.deepEqual(await squatter.callBus("RequestName", "su", [SECRETS_NAME, 1 | 4]), [1]);
     const refused = await spawnAgent(desktop, system);
     agents.push(refused);
-    assert.equal((await refused.status).code, 1);
+    assert.equal((await refused.status).code, 3);
     assert.match(
       refused.stderr(),
       new RegExp(`already owned by connection ${squatter.uniqueName} \\(pid ${Deno.pid}: .*deno`),

@@ -11,7 +11,13 @@
  * @module
  */
 
-import type { ClientReport, CollectionInfo, ItemInfo, StoreStatus } from "../lib/protocol.ts";
+import type {
+  ClientReport,
+  CollectionInfo,
+  ItemInfo,
+  PendingSummary,
+  StoreStatus,
+} from "../lib/protocol.ts";
 import type { CreateItemRequest, PendingRequest, SecretValue } from "../lib/dispatcher_client.ts";
 
 export type {
@@ -20,6 +26,27 @@ export type {
   RequestCompletion,
   SecretValue,
 } from "../lib/dispatcher_client.ts";
+
+/**
+ * Receives what the daemon says about pending requests and whether it can be reached (the
+ * agent's notifications). Called synchronously, in order.
+ */
+export interface DaemonListener {
+  /**
+   * Everything pending now, after each (re)subscription; replaces what was known. Also called
+   * with `[]` when the daemon's connection ended (its requests ended with it).
+   */
+  synced(pending: PendingSummary[]): void;
+  /** A request started to wait for the human (`RequestPending`). */
+  pending(request: PendingSummary): void;
+  /** A request stopped waiting (`RequestEnded`). */
+  ended(id: string, state: string): void;
+  /**
+   * The daemon became reachable (`up`) or not: not running, gone, or not answering within the
+   * call timeout (`why` says which). Called on changes only.
+   */
+  reachable(up: boolean, why: string): void;
+}
 
 /** The daemon as the agent uses it. Paths are the backend's own object paths. */
 export interface DispatcherPort {
@@ -55,4 +82,11 @@ export interface DispatcherPort {
   ): Promise<PendingRequest>;
   /** Raises a delete request (`RequestDelete`). */
   requestDelete(item: string, client: ClientReport): Promise<PendingRequest>;
+  /** Denies a pending request of the desktop user (`DenyOwn`); never approves. */
+  denyOwn(id: string): Promise<void>;
+  /**
+   * Starts telling `listener` about pending requests and reachability (`Subscribe`, then
+   * `ListPending`, again after every reconnection), until the returned function is called.
+   */
+  listen(listener: DaemonListener): () => void;
 }

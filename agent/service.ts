@@ -83,6 +83,11 @@ export interface Call {
   member: string;
   signature: string;
   body: unknown[];
+  /**
+   * When the call arrived, ms since the epoch (default: when `handle` saw it). Waits for the
+   * human end `readWaitMs` after it, however long the calls before them took.
+   */
+  receivedAt?: number;
 }
 
 /** A method return to send: signature and body. */
@@ -188,6 +193,7 @@ export class SecretService {
    *   caller with `toServiceError`)
    */
   async handle(call: Call): Promise<Reply> {
+    call.receivedAt ??= Date.now();
     const { kind, iface } = this.#route(call);
     const expected = METHODS[iface][call.member];
     if ((call.signature ?? "") !== expected) {
@@ -349,7 +355,9 @@ export class SecretService {
         const codec = sessions.codec(session, me);
         const report = await this.#report(call);
         const existing = (await port.getItems(items, report)).map((i) => i.path);
-        const values = existing.length ? await this.#readValues(me, report, existing) : new Map();
+        const values = existing.length
+          ? await this.#readValues(me, report, { items: existing, deadline: this.#deadline(call) })
+          : new Map();
         const out: Record<string, SecretStruct> = {};
         for (const [path, v] of values) out[path] = this.#encode(session, codec, v);
         return { signature: "a{o(oayays)}", body: [out] };
@@ -596,19 +604,23 @@ export class SecretService {
       case "GetSecret": {
         const [session] = call.body as [string];
         const codec = this.#ctx.sessions.codec(session, me);
-        const v = (await this.#readValues(me, report, [item.path])).get(item.path);
+        const v = (await this.#readValues(me, report, {
+          items: [item.path],
+          deadline: this.#deadline(call),
+        })).get(item.path);
         if (!v) throw isLocked(`The item ${item.path} is locked`);
         return { signature: "(oayays)", body: [this.#encode(session, codec, v)] };
       }
       case "SetSecret": {
         const [secret] = call.body as [SecretStruct];
         const value = this.#decode(me, secret);
-        const req = await this.#write(
-          me,
+        const req = await this.#write(me, {
           report,
-          "set-secret",
-          () => this.#ctx.port.requestSetSecret(item.path, { secret: value, client: report }),
-        );
+          what: "set-secret",
+          raise: () =>
+            this.#ctx.port.requestSetSecret(item.path, { secret: value, client: report }),
+          deadline: this.#deadline(call),
+        });
         this.#ctx.approvals.grant(me, [item.path], req);
         this.#changed(item.collection, "ItemChanged", item.path);
         return { signature: "", body: [] };
@@ -634,6 +646,11 @@ export class SecretService {
     }
   }
 
+  /** When the waits of `call` for the human end: `readWaitMs` after it arrived, ms. */
+  #deadline(call: Call): number {
+    return (call.receivedAt ?? Date.now()) + this.#ctx.readWaitMs;
+  }
+
   /**
    * Raises a write request without a prompt and waits up to `readWaitMs` for the decision.
    *
@@ -644,16 +661,20 @@ export class SecretService {
    */
   async #write(
     me: string,
-    report: ClientReport,
-    what: string,
-    raise: () => Promise<PendingRequest>,
+    op: {
+      report: ClientReport;
+      what: string;
+      raise: () => Promise<PendingRequest>;
+      /** When the wait ends, ms since the epoch ({@link #deadline}). */
+      deadline: number;
+    },
   ): Promise<PendingRequest> {
     await this.#ctx.watch(me);
-    const req = await raise();
+    const req = await op.raise();
     const untrack = this.#ctx.approvals.trackWrite(me, req);
-    this.#ctx.log(`${what} request ${req.id} for ${describe(report)}`);
+    this.#ctx.log(`${op.what} request ${req.id} for ${describe(op.report)}`);
     try {
-      const c = await bounded(req.completed, this.#ctx.readWaitMs);
+      const c = await bounded(req.completed, Math.max(0, op.deadline - Date.now()));
       if (c === TIMEOUT) {
         await req.cancel();
         throw isLocked(
@@ -690,7 +711,8 @@ export class SecretService {
   /**
    * The values of `items` (existing ones) for the caller: approved items are fetched from the
    * request that approved them; for the others a read request is raised (or the caller's
-   * pending one joined) and awaited up to `readWaitMs`. An approval whose window closed at the
+   * pending one joined) and awaited until `deadline` (`readWaitMs` after the call arrived). An
+   * approval whose window closed at the
    * daemon is asked for again once. Items the human left out are missing from the result.
    *
    * @throws {ServiceError} AccessDenied (denied), IsLocked (no decision in time, expired,
@@ -699,7 +721,7 @@ export class SecretService {
   async #readValues(
     me: string,
     report: ClientReport,
-    items: string[],
+    { items, deadline }: { items: string[]; deadline: number },
   ): Promise<Map<string, SecretValue>> {
     const { approvals } = this.#ctx;
     for (let attempt = 0;; attempt++) {
@@ -713,7 +735,7 @@ export class SecretService {
         );
         const req = await read.request;
         this.#ctx.log(`read request ${req.id} for ${describe(report)}`);
-        const r = await bounded(read.result, this.#ctx.readWaitMs);
+        const r = await bounded(read.result, Math.max(0, deadline - Date.now()));
         if (r === TIMEOUT) {
           // The request stays pending while the client stays connected: a retry joins it.
           throw isLocked(
@@ -840,12 +862,12 @@ export class SecretService {
     const change = name === "Label"
       ? { label: value.value as string }
       : { attributes: value.value as Record<string, string> };
-    await this.#write(
-      call.sender,
+    await this.#write(call.sender, {
       report,
-      "set-properties",
-      () => this.#ctx.port.requestSetProperties(item.path, { ...change, client: report }),
-    );
+      what: "set-properties",
+      raise: () => this.#ctx.port.requestSetProperties(item.path, { ...change, client: report }),
+      deadline: this.#deadline(call),
+    });
     this.#changed(item.collection, "ItemChanged", item.path);
     // Values are not broadcast: attributes are sensitive metadata (pitfall #18).
     this.#ctx.emit({

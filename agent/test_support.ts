@@ -16,20 +16,24 @@ import {
   type CollectionInfo,
   DISPATCHER_IFACE,
   DISPATCHER_PATH,
+  DISPATCHER_SIGNALS,
   dispatcherName,
   Errors,
   type ItemInfo,
   type Outcome,
+  type PendingSummary,
   READ_WINDOW_MS,
   REQUEST_IFACE,
+  requestIdFromPath,
   requestPath,
   type StoreStatus,
 } from "../lib/protocol.ts";
 import { COLLECTION_PREFIX } from "../lib/secret_service.ts";
 import { startTestBus, type TestBus } from "../console/test_support.ts";
-import { type AgentHandle, startAgent } from "./agent.ts";
+import { type AgentHandle, type AgentOptions, startAgent } from "./agent.ts";
 import type {
   CreateItemRequest,
+  DaemonListener,
   DispatcherPort,
   PendingRequest,
   RequestCompletion,
@@ -81,9 +85,26 @@ export class FakeRequest implements PendingRequest {
     this.completed = new Promise((resolve) => this.#resolve = resolve);
   }
 
+  /** What the daemon would announce about it (`RequestPending`). */
+  get summary(): PendingSummary {
+    const kind = this.kind === "read"
+      ? "secret.read"
+      : this.kind === "delete"
+      ? "secret.delete"
+      : "secret.write";
+    const label = this.items.map((i) => this.#port.items.get(i)?.info.label ?? i)[0] ?? "new";
+    return {
+      id: this.id,
+      kind,
+      summary: `${this.kind} "${label}"`,
+      program: this.client.exe ?? "?",
+    };
+  }
+
   /** The human approves: the operation runs on the fake store and the request is `done`. */
   approve(): void {
     if (this.state !== "pending") throw new Error(`request ${this.kind} is ${this.state}`);
+    this.#port.announceEnd(this.id, "approved");
     const result = this.#apply();
     this.state = "done";
     this.#approvedAt = Date.now();
@@ -99,6 +120,7 @@ export class FakeRequest implements PendingRequest {
   #finish(outcome: Outcome, message: string): void {
     if (this.state !== "pending") return;
     this.state = outcome;
+    this.#port.announceEnd(this.id, outcome);
     this.#resolve({ outcome, status: "", message });
   }
 
@@ -145,8 +167,10 @@ export class FakePort implements DispatcherPort {
   readonly calls: { member: string; client: ClientReport | null }[] = [];
   /** The store state reported. */
   status: StoreStatus = { state: "unlocked", message: "test store" };
-  /** When true, every call fails as if the daemon were not running. */
-  down = false;
+  /** Ids passed to `denyOwn`, in order. */
+  readonly deniedOwn: string[] = [];
+  #down = false;
+  #listeners = new Set<DaemonListener>();
   /** Decides each new request at once (null leaves it to the test). */
   autoDecide: ((r: FakeRequest) => "approve" | "deny" | null) | null = null;
   /** The approval window of `GetSecrets`, ms. */
@@ -170,6 +194,50 @@ export class FakePort implements DispatcherPort {
     return path;
   }
 
+  /** When true, every call fails as if the daemon were not running (listeners are told). */
+  get down(): boolean {
+    return this.#down;
+  }
+  set down(value: boolean) {
+    if (value === this.#down) return;
+    this.#down = value;
+    for (const l of this.#listeners) {
+      l.reachable(!value, value ? "the daemon is not running (test)" : "");
+      if (!value) l.synced(this.pendingSummaries());
+    }
+  }
+
+  /** What the daemon would list as pending (`ListPending`). */
+  pendingSummaries(): PendingSummary[] {
+    return this.requests.filter((r) => r.state === "pending").map((r) => r.summary);
+  }
+
+  /** @internal tells the listeners a request stopped waiting */
+  announceEnd(id: string, state: string): void {
+    for (const l of this.#listeners) l.ended(id, state);
+  }
+
+  /** `DenyOwn`: denies a pending request. */
+  denyOwn(id: string): Promise<void> {
+    this.#check("DenyOwn", null);
+    this.deniedOwn.push(id);
+    const r = this.requests.find((r) => r.id === id);
+    if (!r) return Promise.reject(new RequestRefusedError(Errors.NoSuchRequest, "no request"));
+    if (r.state !== "pending") {
+      return Promise.reject(new RequestRefusedError(Errors.NotPending, `it is ${r.state}`));
+    }
+    r.deny();
+    return Promise.resolve();
+  }
+
+  /** See {@link DispatcherPort.listen}: told at once, synchronously, like a subscription. */
+  listen(listener: DaemonListener): () => void {
+    this.#listeners.add(listener);
+    listener.reachable(!this.#down, this.#down ? "the daemon is not running (test)" : "");
+    if (!this.#down) listener.synced(this.pendingSummaries());
+    return () => this.#listeners.delete(listener);
+  }
+
   /** The next request raised that matches `pred` (one already raised and pending counts). */
   nextRequest(pred: (r: FakeRequest) => boolean = () => true): Promise<FakeRequest> {
     const pending = this.requests.find((r) => r.state === "pending" && pred(r));
@@ -179,7 +247,7 @@ export class FakePort implements DispatcherPort {
 
   #check(member: string, client: ClientReport | null): void {
     this.calls.push({ member, client });
-    if (this.down) {
+    if (this.#down) {
       throw new BusUnavailableError("the daemon is not running (nobody owns the test name)");
     }
   }
@@ -195,6 +263,7 @@ export class FakePort implements DispatcherPort {
     }
     const r = new FakeRequest(this, { kind, items, client, apply });
     this.requests.push(r);
+    for (const l of this.#listeners) l.pending(r.summary);
     const decision = this.autoDecide?.(r);
     if (decision === "approve") r.approve();
     else if (decision === "deny") r.deny();
@@ -340,10 +409,18 @@ export interface AgentFixture {
  * Starts a private session-type bus (no service dirs, allow-all policy) and the agent on it
  * with a {@link FakePort}.
  *
- * @param options `readWaitMs` for the agent (default 3000), `port` to use (default a new fake)
+ * @param options `readWaitMs` for the agent (default 3000), `port` to use (default a new fake),
+ *   `notifications` (default off) with their `noticeTiming`, and `beforeAgent` to run on the
+ *   bus before the agent starts (e.g. a notification server)
  */
 export async function agentFixture(
-  options: { readWaitMs?: number; port?: FakePort } = {},
+  options: {
+    readWaitMs?: number;
+    port?: FakePort;
+    notifications?: boolean;
+    noticeTiming?: AgentOptions["noticeTiming"];
+    beforeAgent?: (address: string) => Promise<void>;
+  } = {},
 ): Promise<AgentFixture> {
   const bus = await startTestBus();
   const port = options.port ?? new FakePort();
@@ -351,12 +428,15 @@ export async function agentFixture(
   const logs: string[] = [];
   let agentBus: Bus | undefined;
   try {
+    await options.beforeAgent?.(bus.address);
     agentBus = await Bus.connect(bus.address);
     const agent = await startAgent({
       sessionBus: agentBus,
       port,
       readWaitMs: options.readWaitMs ?? 3000,
       log: (line) => logs.push(line),
+      notifications: options.notifications ?? false,
+      noticeTiming: options.noticeTiming,
     });
     const home = await Deno.makeTempDir({ prefix: "sd-agent-home-" });
     return {
@@ -422,14 +502,19 @@ export async function runClient(
 export interface FakeDaemon {
   /** The daemon's connection. */
   bus: Bus;
+  /** Connections that called `Subscribe`, in order (repeats included). */
+  subscriptions: string[];
+  /** How many times `ListPending` was called. */
+  listCalls: number;
   /** Leaves the bus. */
   stop(): void;
 }
 
 /**
  * Serves `port` as the dispatcher of `uid` on the bus at `address`: the members of
- * `DISPATCHER_MEMBERS` and `REQUEST_MEMBERS`, `Completed` sent unicast to the requester. Lets
- * the real `DispatcherClient` (and the agent process) be tested against the wire protocol.
+ * `DISPATCHER_MEMBERS` and `REQUEST_MEMBERS`, `Completed` sent unicast to the requester,
+ * `RequestPending`/`RequestEnded` sent unicast to subscribers. Lets the real `DispatcherClient`
+ * (and the agent process) be tested against the wire protocol.
  */
 export async function serveFakeDaemon(
   address: string,
@@ -438,6 +523,35 @@ export async function serveFakeDaemon(
 ): Promise<FakeDaemon> {
   const bus = await Bus.connect(address);
   const requests = new Map<string, { req: FakeRequest; owner: string }>();
+  const subscribers = new Set<string>();
+  const announce = (member: keyof typeof DISPATCHER_SIGNALS, body: string[]) => {
+    for (const destination of subscribers) {
+      try {
+        bus.sendSignal({
+          path: DISPATCHER_PATH,
+          interface: DISPATCHER_IFACE,
+          member,
+          signature: DISPATCHER_SIGNALS[member],
+          body,
+        }, { destination });
+      } catch { /* closed */ }
+    }
+  };
+  const unlisten = port.listen({
+    synced() {},
+    reachable() {},
+    pending: (p) => announce("RequestPending", [p.id, p.kind, p.summary, p.program]),
+    ended: (id, state) => announce("RequestEnded", [id, state]),
+  });
+  const daemon: FakeDaemon = {
+    bus,
+    subscriptions: [],
+    listCalls: 0,
+    stop: () => {
+      unlisten();
+      bus.close();
+    },
+  };
   const itemTuple = (i: ItemInfo) => [
     i.path,
     i.collection,
@@ -484,6 +598,18 @@ export async function serveFakeDaemon(
       return ["a{o(ays)}", [out]];
     }
     switch (msg.member) {
+      case "Subscribe":
+        subscribers.add(msg.sender!);
+        daemon.subscriptions.push(msg.sender!);
+        return ["", []];
+      case "ListPending":
+        daemon.listCalls++;
+        return ["a(ssss)", [
+          port.pendingSummaries().map((p) => [p.id, p.kind, p.summary, p.program]),
+        ]];
+      case "DenyOwn":
+        await port.denyOwn(requestIdFromPath(b[0] as string) ?? "");
+        return ["", []];
       case "StoreStatus": {
         const s = await port.storeStatus();
         return ["ss", [s.state, s.message]];
@@ -573,5 +699,5 @@ export async function serveFakeDaemon(
     return true;
   });
   await bus.requestName(dispatcherName(uid));
-  return { bus, stop: () => bus.close() };
+  return daemon;
 }

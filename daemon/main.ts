@@ -100,7 +100,10 @@ export async function main(): Promise<number> {
     gpg,
     history,
     ttlMs: config.ttlMs,
-    onChanged: (view) => services.admin?.changed(view),
+    onChanged: (view) => {
+      services.admin?.changed(view);
+      services.dispatcher?.changed(view);
+    },
     onCompleted: (id, requester, completion) => {
       log(`request ${id.slice(0, 8)} ${completion.outcome}`);
       services.dispatcher?.complete(id, requester, completion);

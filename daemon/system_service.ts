@@ -5,6 +5,10 @@
  * Every call is checked against the served uid with `GetConnectionUnixUser`, whatever the bus
  * policy says. A requester that leaves the bus has its requests cancelled.
  *
+ * Subscribers (the desktop agent, through `Subscribe`) get `RequestPending`/`RequestEnded` for
+ * every request, each signal sent with the subscriber as its destination (never broadcast), and
+ * are dropped when they leave the bus. `DenyOwn` lets the desktop user deny (never approve).
+ *
  * @module
  */
 
@@ -22,16 +26,21 @@ import {
   DISPATCHER_IFACE,
   DISPATCHER_MEMBERS,
   DISPATCHER_PATH,
+  DISPATCHER_SIGNALS,
   dispatcherName,
   Errors,
   type ItemInfo,
+  MAX_SUBSCRIBERS,
+  type PendingSummary,
   REQUEST_IFACE,
   REQUEST_MEMBERS,
   requestIdFromPath,
   requestPath,
+  type RequestView,
   type SignContext,
   type VerifiedCaller,
 } from "../lib/protocol.ts";
+import { pendingSummary } from "./announce.ts";
 import { type ProcReader, psProcReader } from "./proc.ts";
 import { type Completion, RequestError, type RequestManager } from "./requests.ts";
 import { type Asker, parseClientReport, type SecretRequests } from "./secret_requests.ts";
@@ -58,6 +67,10 @@ export class DispatcherService {
   /** Callers established so far, by unique name; each is watched until it leaves the bus. */
   #callers = new Map<string, Promise<VerifiedCaller>>();
   #watched = new Set<string>();
+  /** Connections that called `Subscribe`. */
+  #subscribers = new Set<string>();
+  /** Requests announced as pending whose end has not been announced yet. */
+  #announced = new Set<string>();
 
   /**
    * @param bus the system bus connection
@@ -101,6 +114,43 @@ export class DispatcherService {
       }, { destination: requester });
     } catch (err) {
       this.#opts.log(`cannot send Completed for ${id.slice(0, 8)}: ${err}`);
+    }
+  }
+
+  /**
+   * Tells the subscribers about a request that was created or changed state (call it from the
+   * manager's `onChanged`): `RequestPending` once when it starts to wait, `RequestEnded` once
+   * when it stops waiting. Each signal goes to each subscriber by destination.
+   */
+  changed(view: RequestView): void {
+    if (view.state === "pending") {
+      if (this.#announced.has(view.id)) return;
+      this.#announced.add(view.id);
+      const s = pendingSummary(view);
+      this.#announce("RequestPending", [s.id, s.kind, s.summary, s.program]);
+    } else if (this.#announced.delete(view.id)) {
+      this.#announce("RequestEnded", [view.id, view.state]);
+    }
+  }
+
+  /** Number of subscribed connections. */
+  get subscribers(): number {
+    return this.#subscribers.size;
+  }
+
+  #announce(member: keyof typeof DISPATCHER_SIGNALS, body: string[]): void {
+    for (const destination of this.#subscribers) {
+      try {
+        this.#bus.sendSignal({
+          path: DISPATCHER_PATH,
+          interface: DISPATCHER_IFACE,
+          member,
+          signature: DISPATCHER_SIGNALS[member],
+          body,
+        }, { destination });
+      } catch (err) {
+        this.#opts.log(`cannot send ${member} to ${destination}: ${err}`);
+      }
     }
   }
 
@@ -162,6 +212,35 @@ export class DispatcherService {
     if (member === "StoreStatus") {
       const st = await this.#secrets().status();
       return [st.state, st.message];
+    }
+    if (member === "Subscribe") {
+      if (!this.#subscribers.has(msg.sender) && this.#subscribers.size >= MAX_SUBSCRIBERS) {
+        throw new RequestError(
+          Errors.LimitExceeded,
+          `already ${MAX_SUBSCRIBERS} subscribers; one of them must leave first`,
+        );
+      }
+      this.#subscribers.add(msg.sender);
+      await this.#watch(msg.sender);
+      this.#opts.log(`${msg.sender} (pid ${caller.pid ?? "?"}) subscribed to request events`);
+      return [];
+    }
+    if (member === "ListPending") {
+      return [
+        this.#manager.list().map(pendingSummary).map((p: PendingSummary) => [
+          p.id,
+          p.kind,
+          p.summary,
+          p.program,
+        ]),
+      ];
+    }
+    if (member === "DenyOwn") {
+      const id = requestIdFromPath(String(a[0]));
+      if (id === null) throw new RequestError(Errors.InvalidArgs, `not a request path: ${a[0]}`);
+      this.#manager.deny(id, "by the desktop user (from a notification)");
+      this.#opts.log(`request ${id.slice(0, 8)} denied from the desktop by ${msg.sender}`);
+      return [];
     }
     const secrets = this.#secrets();
     const asker = (clientJson: unknown): Asker => ({
@@ -317,11 +396,11 @@ export class DispatcherService {
     return { busName: sender, uid: creds.uid, pid: creds.pid, cmdline, exe };
   }
 
-  /** Forgets the oldest idle callers beyond {@link MAX_KNOWN_CALLERS}. */
+  /** Forgets the oldest idle callers (no open request, no subscription) beyond {@link MAX_KNOWN_CALLERS}. */
   #trim(): void {
     for (const name of this.#callers.keys()) {
       if (this.#callers.size <= MAX_KNOWN_CALLERS) return;
-      if (!this.#manager.hasOpen(name)) this.#forget(name);
+      if (!this.#manager.hasOpen(name) && !this.#subscribers.has(name)) this.#forget(name);
     }
   }
 
@@ -370,6 +449,7 @@ export class DispatcherService {
   }
 
   #gone(name: string): void {
+    if (this.#subscribers.delete(name)) this.#opts.log(`subscriber ${name} left the bus`);
     const n = this.#manager.cancelFrom(name);
     if (n > 0) this.#opts.log(`${name} left the bus: cancelled ${n} request(s)`);
     this.#forget(name);

@@ -60,6 +60,8 @@ Deno.test("the autostart entry and the user unit both run the launcher, once per
       `ExecStart=${d.agentLauncher}`,
       "NoNewPrivileges=yes",
       "RestrictAddressFamilies=AF_UNIX",
+      // The agent exits 3 when another program owns the name (agent/main.ts EXIT_NAME_TAKEN).
+      "RestartPreventExitStatus=2 3",
     ]
   ) assert.ok(unit.includes(l), l);
   assert.ok(unit.some((l) => l.startsWith("UnsetEnvironment=") && l.includes("NODE_OPTIONS")));
@@ -127,12 +129,15 @@ Deno.test("the launcher scopes the agent to the sockets of the buses it is given
     const r = await recorded(fake.out);
     assert.deepEqual(
       r.args,
-      agentDenoArgs(
-        { sessionBusSocket: "/run/user/1000/bus", systemBusSocket: "/tmp/sys/socket" },
-        {
-          root: fake.dir,
-        },
-      ),
+      [
+        ...agentDenoArgs(
+          { sessionBusSocket: "/run/user/1000/bus", systemBusSocket: "/tmp/sys/socket" },
+          {
+            root: fake.dir,
+          },
+        ),
+        `--vt=${d.vt}`,
+      ],
     );
     assert.equal(r.env.DENO_DIR, `${fake.dir}/deno-dir`);
     assert.equal(r.env.NODE_OPTIONS, undefined);

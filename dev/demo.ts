@@ -3,8 +3,14 @@
  * `$SD_DEMO_DIR`): a system-like bus with the real policy, the companion bus, a companion GnuPG
  * home with a fresh key, gnome-keyring (unlocked with a demo password) on the companion bus, the
  * daemon, a private desktop session bus with the agent serving `org.freedesktop.secrets`, a ready
- * repository whose `gpg.program` is the signer, and the console in the foreground (DESIGN.md §10). `--headless` runs no console and prints `ready`
- * once everything answers. Ctrl-C or SIGTERM stops everything it started.
+ * repository whose `gpg.program` is the signer, and the console in the foreground (DESIGN.md §10).
+ * `--headless` runs no console and prints `ready` once everything answers. Ctrl-C or SIGTERM
+ * stops everything it started.
+ *
+ * The desktop bus has a small recording notification server standing in for the desktop's: the
+ * agent's notifications ("approve on VT 8", "the daemon is not running") are written to
+ * `.demo/notifications.log` (`tail -f` it in a second terminal), and with `--headless` also to
+ * stdout (the console owns the terminal otherwise).
  *
  * @module
  */
@@ -12,7 +18,28 @@
 import { generatePhrase, PHRASE_ENV } from "../console/phrase.ts";
 import { denoArgs } from "../deploy/permissions.ts";
 import { exec, ROOT, run } from "./harness.ts";
+import type { NotificationEvent } from "./notification_server.ts";
 import { type SecretStack, secretStack } from "./secret_stack.ts";
+
+/** One line for the notification log: what the desktop would show, or what happened to it. */
+export function notificationLine(e: NotificationEvent): string {
+  const time = new Date().toTimeString().slice(0, 8);
+  switch (e.type) {
+    case "notify": {
+      const c = e.call;
+      const actions = c.actions.filter((_, i) => i % 2 === 1);
+      return `${time} notification #${c.id}${c.replacesId ? " (updated)" : ""}: ${c.summary}` +
+        ` | ${c.body.replaceAll("\n", " | ")}` +
+        (actions.length ? ` [${actions.join("] [")}]` : "");
+    }
+    case "close":
+      return `${time} notification #${e.id} closed by the agent`;
+    case "closed":
+      return e.reason === 2 ? `${time} notification #${e.id} dismissed` : "";
+    case "action":
+      return `${time} notification #${e.id}: "${e.key}" clicked`;
+  }
+}
 
 /** Shell-quotes one word for `.demo/env`. */
 function q(s: string): string {
@@ -44,7 +71,17 @@ async function main(args: string[]): Promise<number> {
   let unwatch = () => {};
   try {
     say(`secrets-dispatcher demo in ${realDir} (uid ${Deno.uid()})`);
-    s = await secretStack({ dir: realDir });
+    const notificationLog = `${realDir}/notifications.log`;
+    await Deno.writeTextFile(notificationLog, "");
+    s = await secretStack({
+      dir: realDir,
+      onNotification: (e) => {
+        const line = notificationLine(e);
+        if (!line) return;
+        Deno.writeTextFileSync(notificationLog, `${line}\n`, { append: true });
+        if (headless) console.log(line);
+      },
+    });
     const { systemBus, companionBus, userGnupg } = s;
     const repo = await s.repo("repo");
     await Deno.writeTextFile(`${repo}/README`, "a demo repository\n");
@@ -77,6 +114,7 @@ async function main(args: string[]): Promise<number> {
     say(`  printf s3cret | secret-tool store --label=Demo demo key   # waits for the console`);
     say(`  secret-tool lookup demo key                            # waits for the console`);
     say(`  deno task --config ${ROOT}/deno.json ctl list    # the admin CLI`);
+    say(`  tail -f ${realDir}/notifications.log   # the desktop notifications of the agent`);
     say("");
     if (headless) {
       say("ready");
@@ -110,6 +148,7 @@ async function main(args: string[]): Promise<number> {
     return 1;
   } finally {
     unwatch();
+    s?.notifications.stop();
     s?.admin.close();
     await s?.stack.stop();
     await Deno.remove(`${realDir}/demo.pid`).catch(() => {});

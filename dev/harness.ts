@@ -10,9 +10,9 @@
 
 import { companionBusConfig, dispatcherPolicy } from "../deploy/dbus.ts";
 import { denoArgs, type Paths } from "../deploy/permissions.ts";
-import { AdminClient } from "../lib/admin_client.ts";
+import { AdminClient, AdminError } from "../lib/admin_client.ts";
 import { Bus } from "../lib/dbus.ts";
-import type { RequestView } from "../lib/protocol.ts";
+import { Errors, type RequestView } from "../lib/protocol.ts";
 
 /** The repository root (where `deno.json` is). */
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -604,8 +604,13 @@ export class Approver {
           if (d === null) continue;
           handled.add(view.id);
           this.seen.push(view);
-          if (d === "approve") await this.#admin.approve(view.id, view.digest);
-          else await this.#admin.deny(view.id, "test says no");
+          try {
+            if (d === "approve") await this.#admin.approve(view.id, view.digest);
+            else await this.#admin.deny(view.id, "test says no");
+          } catch (err) {
+            // It ended between the list and the decision (cancelled by its client, expired).
+            if (!(err instanceof AdminError && err.dbusName === Errors.NotPending)) throw err;
+          }
         }
         await new Promise<void>((r) => {
           const timer = setTimeout(r, this.#pollMs);

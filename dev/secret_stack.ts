@@ -2,14 +2,19 @@
  * The whole stack for Secret Service work, shared by the integration tests, the demo and the
  * benchmarks: the signing stack of `harness.ts` (system-like bus with the real policy, companion
  * bus, daemon, companion GnuPG home) plus gnome-keyring as the backend on the companion bus, a
- * private desktop session bus, and the agent owning `org.freedesktop.secrets` there, started
- * with its production permission flags.
+ * private desktop session bus with a recording notification server, and the agent owning
+ * `org.freedesktop.secrets` there, started with its production permission flags.
  *
  * @module
  */
 
 import { denoArgs, type Paths } from "../deploy/permissions.ts";
 import { type BusInfo, denoDir, ROOT, type SignStack, signStack, waitFor } from "./harness.ts";
+import {
+  type NotificationEvent,
+  type NotificationServer,
+  startNotificationServer,
+} from "./notification_server.ts";
 
 /** The password the test and demo keyrings are created and unlocked with. */
 export const DEMO_KEYRING_PASSWORD = "demo keyring password";
@@ -22,11 +27,21 @@ export interface SecretStack extends SignStack {
   keyring: { home: string; child: Deno.ChildProcess; stop(): Promise<void> };
   /** The agent process. */
   agent: Deno.ChildProcess;
+  /** The recording `org.freedesktop.Notifications` server on the desktop bus (in this process). */
+  notifications: NotificationServer;
+  /** Stops the daemon (SIGTERM, then SIGKILL after 3 s). */
+  stopDaemon(): Promise<void>;
+  /** Starts the daemon again with the same buses, key, state dir and TTL (updates `daemon`). */
+  startDaemon(): Promise<void>;
   /** Environment for Secret Service clients (`secret-tool`, python) on the desktop bus. */
   clientEnv: Record<string, string>;
   /** Stops gnome-keyring and starts it again with the same home and password. */
   restartKeyring(): Promise<void>;
-  /** Starts (another) agent with production flags; resolves once it says `ready`. */
+  /**
+   * Starts (another) agent with production flags; resolves once it says `ready`.
+   *
+   * @throws {Error} naming its exit status and holding its log when it exits first
+   */
   startAgent(options?: { name?: string; args?: string[] }): Promise<Deno.ChildProcess>;
 }
 
@@ -55,14 +70,21 @@ export function desktopBusConfig(socket: string): string {
  * Starts the full stack in a fresh dir (or `dir`).
  *
  * @param options `dir` to work in; `ttlSeconds` of pending requests; `agent: false` to leave
- *   the agent out (a test then starts it with `startAgent`)
+ *   the agent out (a test then starts it with `startAgent`); `onNotification` sees each event
+ *   of the notification server (the demo logs them)
  * @throws {Error} with the failing component's log when something does not start
  */
 export async function secretStack(
-  options: { dir?: string; ttlSeconds?: number; agent?: boolean } = {},
+  options: {
+    dir?: string;
+    ttlSeconds?: number;
+    agent?: boolean;
+    onNotification?: (e: NotificationEvent) => void;
+  } = {},
 ): Promise<SecretStack> {
   const s = await signStack({ dir: options.dir, ttlSeconds: options.ttlSeconds });
   const { stack } = s;
+  let notifications: NotificationServer | undefined;
   try {
     const keyring = await stack.gnomeKeyring({
       bus: s.companionBus,
@@ -86,6 +108,9 @@ export async function secretStack(
       }
     }, 10_000);
     const desktopBus: BusInfo = { address: `unix:path=${socket}`, socket };
+    notifications = await startNotificationServer(desktopBus.address, {
+      onEvent: options.onNotification,
+    });
     const dir = denoDir();
     const startAgent = async (
       o: { name?: string; args?: string[] } = {},
@@ -115,12 +140,12 @@ export async function secretStack(
           },
         },
       );
-      let exited = false;
-      child.status.then(() => exited = true);
+      let exited: number | null = null;
+      child.status.then((st) => exited = st.code);
       try {
         await waitFor("the agent to get ready", async () => {
-          if (exited) throw new Error("the agent exited");
-          return (await stack.log(name)).slice(before).includes("ready");
+          if (exited !== null) throw new Error(`the agent exited with status ${exited}`);
+          return (await stack.log(name)).slice(before).includes("ready: serving");
         }, 30_000);
       } catch (err) {
         throw new Error(`${(err as Error).message}\n--- ${name} log ---\n${await stack.log(name)}`);
@@ -134,13 +159,29 @@ export async function secretStack(
       LC_ALL: "C.UTF-8",
       DBUS_SESSION_BUS_ADDRESS: desktopBus.address,
     };
+    const daemonOptions = {
+      systemBus: s.systemBus,
+      companionBus: s.companionBus,
+      clientUid: Deno.uid()!,
+      gnupgHome: s.key.home,
+      ttlSeconds: options.ttlSeconds,
+    };
     const full: SecretStack = {
       ...s,
       desktopBus,
       keyring,
       agent: agent as Deno.ChildProcess,
+      notifications,
       clientEnv,
       startAgent,
+      stopDaemon: () => stack.stopProcess(full.daemon),
+      async startDaemon() {
+        full.daemon = await stack.daemon(daemonOptions);
+      },
+      async close() {
+        notifications?.stop();
+        await s.close();
+      },
       async restartKeyring() {
         await full.keyring.stop();
         full.keyring = await stack.gnomeKeyring({
@@ -152,6 +193,7 @@ export async function secretStack(
     };
     return full;
   } catch (err) {
+    notifications?.stop();
     await s.close();
     throw err;
   }

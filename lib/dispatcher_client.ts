@@ -27,12 +27,16 @@ import {
   DISPATCHER_IFACE,
   DISPATCHER_MEMBERS,
   DISPATCHER_PATH,
+  DISPATCHER_SIGNALS,
   dispatcherName,
   type ItemInfo,
   type Outcome,
+  type PendingSummary,
   REQUEST_IFACE,
   REQUEST_MEMBERS,
   requestIdFromPath,
+  type RequestKind,
+  requestPath,
   type SignContext,
   type StoreStatus,
 } from "./protocol.ts";
@@ -127,6 +131,17 @@ export interface CreateItemRequest {
   client: ClientReport;
 }
 
+/**
+ * Receives the daemon's request events after {@link DispatcherClient.subscribe}. Called
+ * synchronously, in the order the daemon sent them.
+ */
+export interface RequestEventListener {
+  /** A request now waits for the human (`RequestPending`). */
+  pending(request: PendingSummary): void;
+  /** A request stopped waiting (`RequestEnded`): `state` is where it went. */
+  ended(id: string, state: string): void;
+}
+
 type DispatcherMember = keyof typeof DISPATCHER_MEMBERS;
 type ItemTuple = [string, string, string, Record<string, string>, bigint, bigint];
 type CollectionTuple = [string, string, boolean, bigint, bigint];
@@ -139,14 +154,19 @@ export class DispatcherClient {
   #early = new Map<string, RequestCompletion>();
   #waiters = new Map<string, (c: RequestCompletion) => void>();
   #gone: Promise<never>;
+  #ended: Promise<string>;
   #closed = false;
+  #listener: RequestEventListener | null = null;
 
   private constructor(bus: Bus, name: string, owner: string, gone: Promise<never>) {
     this.#bus = bus;
     this.#name = name;
     this.#owner = owner;
     this.#gone = gone;
-    gone.catch(() => this.#closed = true);
+    this.#ended = gone.catch((err: unknown) => {
+      this.#closed = true;
+      return err instanceof Error ? err.message : String(err);
+    });
   }
 
   /**
@@ -159,7 +179,10 @@ export class DispatcherClient {
     options: { address: string; uid: number; timeoutMs?: number },
   ): Promise<DispatcherClient> {
     const name = dispatcherName(options.uid);
-    const bus = await Bus.connect(options.address, { timeoutMs: options.timeoutMs });
+    const bus = await Bus.connect(options.address, {
+      timeoutMs: options.timeoutMs,
+      callTimeoutMs: CALL_TIMEOUT_MS,
+    });
     const { promise: gone, reject } = Promise.withResolvers<never>();
     // Observed here too: a failed connect closes the bus, which rejects `gone` with no client.
     gone.catch(() => {});
@@ -190,6 +213,51 @@ export class DispatcherClient {
    */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Resolves with the reason once {@link closed} is true (the daemon left, or the bus ended). */
+  get ended(): Promise<string> {
+    return this.#ended;
+  }
+
+  /**
+   * Subscribes this connection to the daemon's request events (`Subscribe() → ()`): from the
+   * reply on, `listener` gets `RequestPending` and `RequestEnded`, sent by the daemon to this
+   * connection only. Call {@link listPending} after it to learn what already waits. Calling it
+   * again replaces the listener.
+   *
+   * @throws {RequestRefusedError} `LimitExceeded` when too many connections subscribed
+   * @throws {BusUnavailableError} when the daemon does not answer within 4 s
+   */
+  async subscribe(listener: RequestEventListener): Promise<void> {
+    this.#listener = listener;
+    await this.#call("Subscribe", []);
+  }
+
+  /**
+   * Every pending request of this dispatcher, oldest first (`ListPending() → a(ssss)`).
+   *
+   * @throws {RequestRefusedError}, {@link BusUnavailableError} as every call here
+   */
+  async listPending(): Promise<PendingSummary[]> {
+    const [list] = await this.#call("ListPending", []);
+    return (list as [string, string, string, string][]).map(([id, kind, summary, program]) => ({
+      id,
+      kind: kind as RequestKind,
+      summary,
+      program,
+    }));
+  }
+
+  /**
+   * Denies a pending request (`DenyOwn(o request)`); it never approves anything.
+   *
+   * @param id the request id (32 hex)
+   * @throws {RequestRefusedError} `NoSuchRequest`, `NotPending`, `InvalidArgs`
+   * @throws {BusUnavailableError} when the daemon does not answer within 4 s
+   */
+  async denyOwn(id: string): Promise<void> {
+    await this.#call("DenyOwn", [requestPath(id)]);
   }
 
   /**
@@ -458,6 +526,29 @@ export class DispatcherClient {
 
   #onMessage(msg: Message, daemonGone: (err: Error) => void): void {
     if (msg.type !== MessageType.SIGNAL) return;
+    if (
+      msg.interface === DISPATCHER_IFACE && msg.path === DISPATCHER_PATH &&
+      msg.sender === this.#owner && this.#listener !== null
+    ) {
+      const b = (msg.body ?? []).map(String);
+      try {
+        if (
+          msg.member === "RequestPending" && msg.signature === DISPATCHER_SIGNALS.RequestPending
+        ) {
+          this.#listener.pending({
+            id: b[0],
+            kind: b[1] as RequestKind,
+            summary: b[2],
+            program: b[3],
+          });
+        } else if (
+          msg.member === "RequestEnded" && msg.signature === DISPATCHER_SIGNALS.RequestEnded
+        ) {
+          this.#listener.ended(b[0], b[1]);
+        }
+      } catch { /* a listener's bug must not break the connection */ }
+      return;
+    }
     if (
       msg.interface === REQUEST_IFACE && msg.member === "Completed" && msg.sender === this.#owner &&
       msg.signature === "sa{sv}" && requestIdFromPath(msg.path) !== null

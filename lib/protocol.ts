@@ -558,6 +558,16 @@ export const ADMIN_MEMBERS = {
  *   `outcome` is an {@link Outcome}; `result` holds `signature` (`ay`, armored, for a `done`
  *   signing request), `status` (`ay`, gpg status lines), `item` (`o`, for a `done` create),
  *   `items` (`ao`, for a `done` read) and `message` (`s`, human text for anything but `done`).
+ *
+ * The desktop agent's view of what waits for the human (for its notifications):
+ * - `Subscribe() → ()`: the calling connection receives {@link DISPATCHER_SIGNALS}, **unicast**
+ *   (with a destination), until it leaves the bus (`NameOwnerChanged`); calling it again is
+ *   harmless. At most {@link MAX_SUBSCRIBERS} connections at once (`LimitExceeded`).
+ * - `ListPending() → a(ssss)`: every pending request as ({@link PendingSummary}) id, kind,
+ *   summary, program, oldest first. Subscribe first, then list: nothing is missed.
+ * - `DenyOwn(o request)`: denies a pending request (any of this dispatcher's, which are all the
+ *   desktop user's). It only ever denies. Errors: `InvalidArgs` (not a request path),
+ *   `NoSuchRequest`, `NotPending`.
  */
 export const DISPATCHER_MEMBERS = {
   RequestSign: { in: "ayss", out: "o" },
@@ -571,7 +581,51 @@ export const DISPATCHER_MEMBERS = {
   RequestSetSecret: { in: "oayss", out: "o" },
   RequestSetProperties: { in: "oa{sv}s", out: "o" },
   RequestDelete: { in: "os", out: "o" },
+  Subscribe: { in: "", out: "" },
+  ListPending: { in: "", out: "a(ssss)" },
+  DenyOwn: { in: "o", out: "" },
 } as const;
+
+/**
+ * Signals of {@link DISPATCHER_IFACE} at {@link DISPATCHER_PATH}, with their signatures, sent
+ * only to the connections that called `Subscribe` and only with a destination (never broadcast):
+ * - `RequestPending(s id, s kind, s summary, s program)`: a request now waits for the human
+ *   ({@link PendingSummary}).
+ * - `RequestEnded(s id, s state)`: it was decided or ended (`approved`, `denied`, `expired`,
+ *   `cancelled`, or directly `done`/`failed`); sent once per request.
+ */
+export const DISPATCHER_SIGNALS = {
+  RequestPending: "ssss",
+  RequestEnded: "ss",
+} as const;
+
+/** Most connections that may `Subscribe` at once (an agent, and one restarting). */
+export const MAX_SUBSCRIBERS = 8;
+
+/** Longest `summary` or `program` of a {@link PendingSummary}, in code points. */
+export const MAX_SUMMARY_CHARS = 200;
+
+/**
+ * What the desktop side learns about a pending request: enough to say what waits and where to
+ * approve it, never a secret value, never the signing payload. Strings are raw (one line, cut at
+ * {@link MAX_SUMMARY_CHARS}): whoever displays them must escape them.
+ */
+export interface PendingSummary {
+  /** Request id (32 hex). */
+  id: string;
+  kind: RequestKind;
+  /**
+   * The operation and its object: `commit "subject"`, `tag "subject"`, `push of 2 refs to
+   * <pushee>`, `read "label"`, `store "label"`, `replace "label"`, `change the secret of
+   * "label"`, `change the label of "label"`, `delete "label"`.
+   */
+  summary: string;
+  /**
+   * Who asks: for secrets the program the agent reported (`/usr/bin/secret-tool`); for
+   * signatures `git in <repository>` as the signer reported it, else the verified command line.
+   */
+  program: string;
+}
 
 /** Members of {@link REQUEST_IFACE} (see {@link DISPATCHER_MEMBERS}). */
 export const REQUEST_MEMBERS = {

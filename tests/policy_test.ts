@@ -22,21 +22,31 @@ async function withBob(fn: () => Promise<void>): Promise<void> {
   }
 }
 
+/** Arguments of each member `sendAs` can call, as python-dbus `append` arguments. */
+const PY_ARGS: Record<string, string> = {
+  RequestSign: `dbus.ByteArray(b"tree"), "x", "{}", signature="ayss"`,
+  Subscribe: "",
+  ListPending: "",
+  DenyOwn: `dbus.ObjectPath("/org/secretsdispatcher/Dispatcher1/request/${"0".repeat(32)}")`,
+};
+
 /**
- * The request call made as `user` by python3-dbus (a real libdbus client), optionally without
- * an interface header (legal in D-Bus; an interface-scoped allow must not match it).
+ * A dispatcher call (default `RequestSign`) made as `user` by python3-dbus (a real libdbus
+ * client), optionally without an interface header (legal in D-Bus; an interface-scoped allow
+ * must not match it).
  */
 function sendAs(
   user: string,
   address: string,
   dest: string,
   iface: string | null = DISPATCHER_IFACE,
+  member = "RequestSign",
 ) {
   const script = `
 import sys, dbus, dbus.lowlevel
 bus = dbus.bus.BusConnection(sys.argv[1])
-msg = dbus.lowlevel.MethodCallMessage(sys.argv[2], sys.argv[3], sys.argv[4] or None, "RequestSign")
-msg.append(dbus.ByteArray(b"tree"), "x", "{}", signature="ayss")
+msg = dbus.lowlevel.MethodCallMessage(sys.argv[2], sys.argv[3], sys.argv[4] or None, sys.argv[5])
+${PY_ARGS[member] ? `msg.append(${PY_ARGS[member]})` : ""}
 try:
     bus.send_message_with_reply_and_block(msg, 5)
     print("REPLY")
@@ -55,6 +65,7 @@ except dbus.exceptions.DBusException as e:
     dest,
     DISPATCHER_PATH,
     iface ?? "",
+    member,
   ]);
 }
 
@@ -85,6 +96,11 @@ Deno.test({
         assert.match(byUnique.stderr, /AccessDenied/);
         const noIface = await sendAs(BOB, s.systemBus.address, name, null);
         assert.match(noIface.stderr, /AccessDenied/);
+        // The desktop side's members too: bob can neither listen nor deny.
+        for (const member of ["Subscribe", "ListPending", "DenyOwn"]) {
+          const r = await sendAs(BOB, s.systemBus.address, name, DISPATCHER_IFACE, member);
+          assert.match(r.stderr, /org\.freedesktop\.DBus\.Error\.AccessDenied/, member);
+        }
 
         // Bob cannot own the name either.
         const own = await exec("runuser", [
@@ -116,6 +132,10 @@ Deno.test({
           loose = await sendAs(BOB, s.systemBus.address, name);
         }
         assert.match(loose.stderr, /org\.secretsdispatcher\.Error\.AccessDenied/);
+        for (const member of ["Subscribe", "ListPending", "DenyOwn"]) {
+          const r = await sendAs(BOB, s.systemBus.address, name, DISPATCHER_IFACE, member);
+          assert.match(r.stderr, /org\.secretsdispatcher\.Error\.AccessDenied/, member);
+        }
         assert.deepEqual(await s.admin.list(), []);
       });
     } finally {

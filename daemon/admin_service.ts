@@ -48,11 +48,14 @@ export class AdminService {
   #log: (line: string) => void;
   #status: (() => Promise<StoreStatus>) | null;
   #unlocker: StoreUnlocker | null;
+  #onLock: (() => Promise<string[]>) | null;
 
   /**
    * @param bus the companion bus connection
    * @param options the request manager, the history, the only uid allowed to call (the
-   *   companion's own), the secret store's status (never throwing), its unlocker, and a logger
+   *   companion's own), the secret store's status (never throwing), its unlocker, what else a
+   *   lock does (`onLock`: lock the store, forget gpg passphrases; returns what failed), and a
+   *   logger
    */
   constructor(
     bus: Bus,
@@ -62,6 +65,7 @@ export class AdminService {
       adminUid: number;
       status?: () => Promise<StoreStatus>;
       unlocker?: StoreUnlocker;
+      onLock?: () => Promise<string[]>;
       log?: (line: string) => void;
     },
   ) {
@@ -72,6 +76,7 @@ export class AdminService {
     this.#log = options.log ?? (() => {});
     this.#status = options.status ?? null;
     this.#unlocker = options.unlocker ?? null;
+    this.#onLock = options.onLock ?? null;
   }
 
   /**
@@ -226,6 +231,9 @@ export class AdminService {
       case "Lock":
         this.#manager.lock();
         this.#log("locked on the console");
+        for (const problem of await (this.#onLock?.() ?? Promise.resolve([]))) {
+          this.#log(`lock: ${problem}`);
+        }
         return undefined;
       case "Unlock":
         this.#manager.unlock();

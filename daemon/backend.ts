@@ -117,6 +117,13 @@ export interface SecretBackend {
     props: { label?: string; attributes?: Record<string, string> },
   ): Promise<void>;
   /**
+   * Locks every collection (spec `Service.Lock`): reading or writing then needs the store to be
+   * unlocked again (with its password).
+   *
+   * @throws {StoreUnavailableError}
+   */
+  lockAll(): Promise<void>;
+  /**
    * Deletes an item.
    *
    * @throws {StoreLockedError}, {@link NoSuchObjectError}, {@link BackendError}

@@ -57,12 +57,21 @@ export interface GpgRunner {
    * @throws {GpgError} when gpg fails (the status lines are kept)
    */
   sign(key: ResolvedKey, payload: Uint8Array): Promise<SignResult>;
+  /**
+   * Makes the companion's gpg-agent forget every cached passphrase (gpg-connect-agent(1),
+   * `RELOADAGENT`). A home without a running agent has nothing cached: that is success.
+   *
+   * @throws {GpgError} when the agent is running and refuses
+   */
+  forgetPassphrases(): Promise<void>;
 }
 
 /** Options of {@link RealGpg}. */
 export interface RealGpgOptions {
   /** gpg binary, e.g. `/usr/bin/gpg`. */
   gpg: string;
+  /** gpg-connect-agent binary (default: beside `gpg`). */
+  gpgConnectAgent?: string;
   /** The companion's GnuPG home; when undefined gpg's default (`~/.gnupg`) is used. */
   gnupgHome?: string;
   /** Kill gpg after this many milliseconds (default 60 000). */
@@ -75,7 +84,30 @@ export class RealGpg implements GpgRunner {
 
   /** @param options binary, home and timeout */
   constructor(options: RealGpgOptions) {
-    this.#opts = { timeoutMs: 60_000, ...options };
+    this.#opts = {
+      timeoutMs: 60_000,
+      gpgConnectAgent: `${options.gpg.replace(/[^/]*$/, "")}gpg-connect-agent`,
+      ...options,
+    };
+  }
+
+  async forgetPassphrases(): Promise<void> {
+    const env: Record<string, string> = { LC_ALL: "C", PATH: "/usr/bin:/bin" };
+    if (this.#opts.gnupgHome) env.GNUPGHOME = this.#opts.gnupgHome;
+    // --no-autostart: an agent that is not running has forgotten everything already.
+    const out = await new Deno.Command(this.#opts.gpgConnectAgent, {
+      args: ["--no-autostart", "RELOADAGENT", "/bye"],
+      env,
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(10_000),
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    if (out.success && !/^ERR /m.test(text)) return;
+    if (/no gpg-agent running/i.test(text)) return;
+    throw new GpgError(`gpg-connect-agent RELOADAGENT failed: ${text.trim().slice(0, 200)}`, "");
   }
 
   async resolveKey(spec: string): Promise<ResolvedKey> {

@@ -129,6 +129,12 @@ export async function main(): Promise<number> {
     adminUid: Deno.uid() ?? 0,
     status: () => secrets.status(),
     unlocker: new MasterPasswordUnlocker(companionBus),
+    onLock: async () => {
+      const problems: string[] = [];
+      await backend.lockAll().catch((e) => problems.push(`the store: ${errorText(e)}`));
+      await gpg.forgetPassphrases().catch((e) => problems.push(`gpg-agent: ${errorText(e)}`));
+      return problems;
+    },
     log,
   });
   Object.assign(services, { dispatcher, admin });

@@ -94,6 +94,14 @@ export class MemoryBackend implements SecretBackend {
   }
 
   /** While true, every method fails with {@link StoreUnavailableError} (status: `unavailable`). */
+  lockAll(): Promise<void> {
+    if (this.#unavailable) {
+      return Promise.reject(new StoreUnavailableError("the memory backend is unavailable"));
+    }
+    for (const c of this.#collections.keys()) this.lock(c);
+    return Promise.resolve();
+  }
+
   setUnavailable(unavailable: boolean): void {
     this.#unavailable = unavailable;
   }

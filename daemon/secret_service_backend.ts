@@ -307,6 +307,26 @@ export class SecretServiceBackend implements SecretBackend {
   }
 
   /**
+   * `Service.Lock` on every collection. A backend answering with a prompt (spec ch. 8 allows it)
+   * is left to its prompt: the collections it locked at once are locked.
+   *
+   * @throws {StoreUnavailableError}, {@link BackendError}
+   */
+  async lockAll(): Promise<void> {
+    await this.start();
+    const paths = await this.#collectionPaths();
+    if (paths.length === 0) return;
+    await this.#call({
+      destination: SECRETS_NAME,
+      path: SERVICE_PATH,
+      interface: Iface.Service,
+      member: "Lock",
+      signature: "ao",
+      body: [paths],
+    }, { replySignature: "aoo", what: "locking the store" });
+  }
+
+  /**
    * `Service.ReadAlias(name)`: the collection path, or null when the alias is not set.
    *
    * @throws {StoreUnavailableError}, {@link BackendError}

@@ -39,6 +39,12 @@ export class FakeClock implements Clock {
 /** A gpg that signs with a fixed signature; `nobody` is an unknown key. */
 export class FakeGpg implements GpgRunner {
   signed: Uint8Array[] = [];
+  /** How many times the passphrase cache was cleared. */
+  forgotten = 0;
+  forgetPassphrases(): Promise<void> {
+    this.forgotten++;
+    return Promise.resolve();
+  }
   /** The signature of the last successful sign(). */
   lastSignature: Uint8Array | null = null;
   failSign = false;

@@ -71,6 +71,11 @@ function companionClientFlags(p: Paths, env: string[]): string[] {
   ];
 }
 
+/** The gpg-connect-agent beside a gpg binary (the daemon's lock clears the agent's cache). */
+export function gpgConnectAgent(gpg: string): string {
+  return `${gpg.replace(/[^/]*$/, "")}gpg-connect-agent`;
+}
+
 /** The table. */
 export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
   daemon: {
@@ -94,7 +99,7 @@ export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
         `--allow-read=${list([...bus.read, p.stateDir])}`,
         `--allow-write=${list([...bus.write, p.stateDir])}`,
         `--allow-net=${list(bus.net)}`,
-        `--allow-run=${list([p.gpg, "/usr/bin/ps"])}`,
+        `--allow-run=${list([p.gpg, gpgConnectAgent(p.gpg), "/usr/bin/ps"])}`,
         "--allow-sys=uid",
       ];
     },

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import type { NotifyCall } from "../dev/notification_server.ts";
 import { type SecretStack, secretStack } from "../dev/secret_stack.ts";
 import { SECRETS_NAME } from "../lib/secret_service.ts";
-import type { RequestView } from "../lib/protocol.ts";
+import type { RequestSummary } from "../lib/protocol.ts";
 import { Approver, type Decide, exec, waitForHistory } from "./support.ts";
 import { Bus } from "../lib/dbus.ts";
 
@@ -53,7 +53,7 @@ async function until<T>(
 }
 
 /** Waits for a pending request matching `pred` at the console. */
-function pendingAt(s: SecretStack, pred: (v: RequestView) => boolean = () => true) {
+function pendingAt(s: SecretStack, pred: (v: RequestSummary) => boolean = () => true) {
   return until("a pending request", async () => (await s.admin.list()).find(pred));
 }
 

@@ -365,3 +365,24 @@ Deno.test("a locked store: clear errors at once; ctl unlock with the right passw
     }
   });
 });
+
+Deno.test("the console's lock locks the store too; the store's password opens it again", async () => {
+  await withStack(async (s) => {
+    const approver = new Approver(s.admin, approveAll);
+    try {
+      assert.equal((await secretTool(s, ["store", "--label=P", "k", "lock"], "behind")).code, 0);
+      await s.admin.lock();
+      assert.equal((await s.admin.status()).state, "locked");
+      // Lifting the console's lock alone leaves the store itself locked.
+      await s.admin.unlock();
+      const st = await s.admin.status();
+      assert.equal(st.state, "locked", st.message);
+      assert.notEqual((await secretTool(s, ["lookup", "k", "lock"])).code, 0);
+      await s.admin.unlockStore(new TextEncoder().encode(DEMO_KEYRING_PASSWORD));
+      assert.equal((await s.admin.status()).state, "unlocked");
+      assert.equal((await secretTool(s, ["lookup", "k", "lock"])).stdout, "behind");
+    } finally {
+      await approver.stop();
+    }
+  });
+});

@@ -490,13 +490,23 @@ export async function runClient(
     await w.write(new TextEncoder().encode(options.stdin));
     await w.close();
   }
-  const out = await child.output();
+  // A client that hangs fails its test (SIGKILL, exit 137) instead of stalling the suite.
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, CLIENT_TIMEOUT_MS);
+  const out = await child.output().finally(() => clearTimeout(timer));
   return {
     code: out.code,
     stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
+    stderr: new TextDecoder().decode(out.stderr) +
+      (out.signal === "SIGKILL" ? `\n(killed after ${CLIENT_TIMEOUT_MS} ms)` : ""),
   };
 }
+
+/** Longest a test client may run before it is killed, ms. */
+export const CLIENT_TIMEOUT_MS = 60_000;
 
 /** A fake daemon serving a {@link FakePort} on a bus, speaking the system-bus contract. */
 export interface FakeDaemon {

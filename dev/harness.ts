@@ -41,6 +41,8 @@ export async function exec(
     inheritEnv?: boolean;
     cwd?: string;
     stdin?: Uint8Array | string;
+    /** Kill the command (SIGKILL) after this many ms; it then exits 137. Default: no limit. */
+    timeoutMs?: number;
   } = {},
 ): Promise<{ code: number; stdout: string; stderr: string; stdoutBytes: Uint8Array }> {
   const child = new Deno.Command(cmd, {
@@ -59,7 +61,12 @@ export async function exec(
     );
     await w.close().catch(() => {});
   }
-  const out = await child.output();
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, options.timeoutMs);
+  const out = await child.output().finally(() => clearTimeout(timer));
   return {
     code: out.code,
     stdout: new TextDecoder().decode(out.stdout),

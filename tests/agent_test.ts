@@ -23,7 +23,10 @@ function secretTool(s: SecretStack, args: string[], stdin?: string) {
 /** Starts a client in the background; its result when it ends, and how long it took. */
 function background(s: SecretStack, cmd: string, args: string[], env = s.clientEnv) {
   const started = Date.now();
-  return exec(cmd, args, { env }).then((r) => ({ ...r, ms: Date.now() - started }));
+  return exec(cmd, args, { env, timeoutMs: 60_000 }).then((r) => ({
+    ...r,
+    ms: Date.now() - started,
+  }));
 }
 
 async function withStack(

@@ -19,7 +19,8 @@ const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 const PYTHON = "/usr/bin/python3";
 
 function secretTool(s: SecretStack, args: string[], stdin?: string) {
-  return exec("secret-tool", args, { env: s.clientEnv, stdin });
+  // A hung client fails the test (exit 137) instead of stalling the suite.
+  return exec("secret-tool", args, { env: s.clientEnv, stdin, timeoutMs: 60_000 });
 }
 
 async function withStack(fn: (s: SecretStack) => Promise<void>): Promise<void> {

@@ -189,12 +189,15 @@ export class DesktopNotifications implements Notifier {
       msg.interface !== NOTIFICATIONS_IFACE || msg.path !== NOTIFICATIONS_PATH ||
       this.#owner === null || msg.sender !== this.#owner
     ) return;
+    // Handled on the next turn of the event loop: the server's reply to `Notify` (which tells
+    // the id) may arrive in the same read as this signal, and the code awaiting that reply runs
+    // only after the signals of that read were dispatched. Timers keep the signals' order.
     if (msg.member === "ActionInvoked" && msg.signature === "us") {
       const [id, key] = msg.body as [number, string];
-      this.#events.action(Number(id), String(key));
+      setTimeout(() => this.#stopped || this.#events.action(Number(id), String(key)), 0);
     } else if (msg.member === "NotificationClosed" && msg.signature === "uu") {
       const [id, reason] = msg.body as [number, number];
-      this.#events.closed(Number(id), Number(reason));
+      setTimeout(() => this.#stopped || this.#events.closed(Number(id), Number(reason)), 0);
     }
   }
 }

@@ -83,7 +83,9 @@ export class Screen {
       this.#last = [];
     }
     for (let i = 0; i < lines.length; i++) {
-      if (this.#last[i] !== lines[i]) out += `\x1b[${i + 1};1H\x1b[0m${lines[i]}\x1b[0m\x1b[K`;
+      // Erase the row first, then write it: an erase after a full-width row would take its last
+      // character with it (autowrap is off, so the cursor stays on the last column).
+      if (this.#last[i] !== lines[i]) out += `\x1b[${i + 1};1H\x1b[0m\x1b[2K${lines[i]}\x1b[0m`;
     }
     this.#last = lines.slice();
     if (out) this.#io.write(this.#enc.encode(out));

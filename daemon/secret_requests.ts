@@ -446,7 +446,7 @@ export class SecretRequests {
         Errors.StoreLocked,
         `store locked: the collection "${
           locked[0].label
-        }" is locked; unlock it on the companion's console`,
+        }" is locked; it opens with its password (the login password, or ctl unlock --password-stdin as the companion)`,
       );
     }
   }

@@ -179,7 +179,19 @@ export interface CliOptions {
 export async function resolve(options: CliOptions, io: ProvisionIo): Promise<Resolved> {
   checkUserName(options.user);
   const root = (options.root ?? "").replace(/\/+$/, "");
-  if (root) checkPlainPath(root, "--root");
+  if (root) {
+    checkPlainPath(root, "--root");
+    // The task's flags name the real system paths only: refuse before any step (the first
+    // makes a real user) rather than fail half way.
+    for (const name of ["read", "write"] as const) {
+      if (Deno.permissions.querySync({ name, path: `${root}${CONFIG_BASE}` }).state !== "granted") {
+        throw new Error(
+          `--root ${root}: this run may not ${name} there (deno task provision allows the real ` +
+            `system paths only); --root is for images and tests, run with --allow-${name}=${root}`,
+        );
+      }
+    }
+  }
   const host = await io.host(root);
   const record = await readRecord(host, options.user);
   const passwd = await host.getUser(options.user);

@@ -23,7 +23,7 @@ export interface ProcReader {
 
 /**
  * {@link ProcReader} through `ps` (procps, ps(1)): Deno refuses every `/proc/<pid>/…` path
- * without `--allow-all`, so the daemon asks `ps` (its only other `--allow-run`) instead.
+ * without `--allow-all`, so the daemon asks `ps` (besides gpg and gpg-connect-agent, its only `--allow-run`).
  */
 export function psProcReader(ps = "/usr/bin/ps"): ProcReader {
   return {

@@ -56,7 +56,8 @@ import {
 } from "./state.ts";
 import { denoTerminalIo, Screen } from "./terminal.ts";
 import { ERRNO, openLibcVt, type VtControl, VtError } from "./vt.ts";
-import { type Clock, systemClock, VtGuard } from "./vt_guard.ts";
+import { type Clock, systemClock } from "../lib/clock.ts";
+import { VtGuard } from "./vt_guard.ts";
 import { VtSync } from "./vt_sync.ts";
 
 /** Environment variable holding the companion bus address. */

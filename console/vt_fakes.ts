@@ -6,6 +6,7 @@
  * @module
  */
 
+import { FakeClock } from "../lib/clock.ts";
 import {
   decodeVtMode,
   encodeVtMode,
@@ -20,7 +21,7 @@ import {
   type VtState,
   type VtSwitchMode,
 } from "./vt.ts";
-import type { Clock, GuardSignal, SignalSource, Timer } from "./vt_guard.ts";
+import type { GuardSignal, SignalSource } from "./vt_guard.ts";
 // Fakes
 
 /** Linux signal numbers the fake kernel may send (man 7 signal). */
@@ -158,36 +159,6 @@ export class FakeVt implements VtControl {
   }
 }
 
-export class FakeClock implements Clock {
-  t = 1_700_000_000_000;
-  timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
-  now() {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): Timer {
-    const id = this.#next++;
-    this.timers.set(id, { at: this.t + ms, fn });
-    return id as unknown as Timer;
-  }
-  clearTimeout(id: Timer) {
-    this.timers.delete(id as unknown as number);
-  }
-  advance(ms: number) {
-    const end = this.t + ms;
-    while (true) {
-      const due = [...this.timers].filter(([, tm]) =>
-        tm.at <= end
-      ).sort((a, b) => a[1].at - b[1].at)[0];
-      if (!due) break;
-      this.timers.delete(due[0]);
-      this.t = Math.max(this.t, due[1].at);
-      due[1].fn();
-    }
-    this.t = end;
-  }
-}
-
 /** An EventTarget that counts registered listeners (EventTarget itself cannot tell). */
 export class FakeEvents extends EventTarget {
   #counts = new Map<string, number>();
@@ -221,3 +192,6 @@ export async function drive<T>(clock: FakeClock, promise: Promise<T>, stepMs = 1
   }
   return await result;
 }
+
+/** The shared fake clock, re-exported for the console's tests. */
+export { FakeClock };

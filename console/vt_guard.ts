@@ -59,26 +59,7 @@ import {
   VtError,
   type VtModeInfo,
 } from "./vt.ts";
-
-/** Time source and timers, replaceable in tests (the same shape as the daemon's `Clock`). */
-export interface Clock {
-  /** Milliseconds since the epoch. */
-  now(): number;
-  /** Runs `fn` once after `ms` milliseconds. */
-  setTimeout(fn: () => void, ms: number): Timer;
-  /** Cancels a timer from {@link Clock.setTimeout}. */
-  clearTimeout(id: Timer): void;
-}
-
-/** A timer handle of {@link Clock}. */
-export type Timer = ReturnType<typeof setTimeout>;
-
-/** The real clock. */
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (id) => clearTimeout(id),
-};
+import { type Clock, systemClock, type Timer } from "../lib/clock.ts";
 
 /** Signals that end the process when {@link VtGuardOptions.exitSignals} lists them. */
 export type ExitSignal = "SIGTERM" | "SIGINT" | "SIGHUP";

@@ -36,6 +36,7 @@ import {
   summaryOf,
   type VerifiedCaller,
 } from "../lib/protocol.ts";
+import { type Clock, systemClock, type Timer } from "../lib/clock.ts";
 import { GpgError, type GpgRunner } from "./gpg.ts";
 import type { HistorySink } from "./history.ts";
 
@@ -54,22 +55,8 @@ export class RequestError extends Error {
   }
 }
 
-/** Time source and timers, replaceable in tests. */
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): Timer;
-  clearTimeout(id: Timer): void;
-}
-
-/** A timer handle of {@link Clock}. */
-export type Timer = ReturnType<typeof setTimeout>;
-
-/** The real clock. */
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (id) => clearTimeout(id),
-};
+/** Re-exported for the daemon's callers: the clock lives in `lib/clock.ts`. */
+export type { Clock, Timer };
 
 /** What the requester gets when its request ends. */
 export interface Completion {

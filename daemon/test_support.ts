@@ -7,34 +7,7 @@
 import type { HistoryEntry } from "../lib/protocol.ts";
 import { GpgError, type GpgRunner, type ResolvedKey } from "./gpg.ts";
 import type { HistorySink } from "./history.ts";
-import type { Clock, Timer } from "./requests.ts";
-
-/** A clock that moves only when told; timers fire on {@link FakeClock.advance}. */
-export class FakeClock implements Clock {
-  t = 1_000_000;
-  timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
-  now() {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): Timer {
-    const id = this.#next++;
-    this.timers.set(id, { at: this.t + ms, fn });
-    return id as unknown as Timer;
-  }
-  clearTimeout(id: Timer) {
-    this.timers.delete(id as unknown as number);
-  }
-  advance(ms: number) {
-    this.t += ms;
-    for (const [id, timer] of [...this.timers]) {
-      if (timer.at <= this.t) {
-        this.timers.delete(id);
-        timer.fn();
-      }
-    }
-  }
-}
+export { FakeClock } from "../lib/clock.ts";
 
 /** A gpg that signs with a fixed signature; `nobody` is an unknown key. */
 export class FakeGpg implements GpgRunner {

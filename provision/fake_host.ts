@@ -153,3 +153,16 @@ export class FakeHost implements Host {
     }
   }
 }
+
+/**
+ * The differences between two tree snapshots (path → description), sorted: `+ path` added,
+ * `- path` removed, `~ path` changed. Shared by the provisioning tests.
+ */
+export function treeDiff(before: Map<string, string>, after: Map<string, string>): string[] {
+  const out: string[] = [];
+  for (const [k, v] of after) {
+    if (before.get(k) !== v) out.push(`${before.has(k) ? "~" : "+"} ${k}`);
+  }
+  for (const k of before.keys()) if (!after.has(k)) out.push(`- ${k}`);
+  return out.sort();
+}

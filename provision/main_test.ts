@@ -5,6 +5,7 @@
  * tree as it found it (the store kept unless `--purge`), a kept store is adopted again.
  */
 
+import { treeDiff as diff } from "./fake_host.ts";
 import assert from "node:assert/strict";
 import { FakeHost } from "./fake_host.ts";
 import { NETWORK_ENV } from "./install.ts";
@@ -41,15 +42,6 @@ async function snapshot(dir: string): Promise<Map<string, string>> {
   }
   await walk("");
   return out;
-}
-
-function diff(before: Map<string, string>, after: Map<string, string>): string[] {
-  const out: string[] = [];
-  for (const [k, v] of after) {
-    if (before.get(k) !== v) out.push(`${before.has(k) ? "~" : "+"} ${k}`);
-  }
-  for (const k of before.keys()) if (!after.has(k)) out.push(`- ${k}`);
-  return out.sort();
 }
 
 interface World {

@@ -8,6 +8,7 @@
  * back to the pristine tree. Users created here are removed even when a step fails.
  */
 
+import { treeDiff as diff } from "../provision/fake_host.ts";
 import assert from "node:assert/strict";
 import { exec, ROOT, run, Stack, systemLikeBusConfig, waitFor } from "../dev/harness.ts";
 import { dispatcherName } from "../lib/protocol.ts";
@@ -80,15 +81,6 @@ async function snapshot(dir: string): Promise<Map<string, string>> {
   }
   await walk("");
   return out;
-}
-
-function diff(before: Map<string, string>, after: Map<string, string>): string[] {
-  const out: string[] = [];
-  for (const [k, v] of after) {
-    if (before.get(k) !== v) out.push(`${before.has(k) ? "~" : "+"} ${k}`);
-  }
-  for (const k of before.keys()) if (!after.has(k)) out.push(`- ${k}`);
-  return out.sort();
 }
 
 async function uidOf(user: string): Promise<number | null> {

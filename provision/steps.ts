@@ -497,12 +497,7 @@ export function userFileStep(
       if (r.code !== 0) throw new Error(`writing ${spec.path}: ${r.stderr.trim()}`);
       await spec.after?.();
     },
-    async undo() {
-      if (await homeMissing(host, spec.user)) return;
-      const r = await execAs(host, spec.user, ["rm", "-f", spec.path]);
-      if (r.code !== 0) throw new Error(`removing ${spec.path}: ${r.stderr.trim()}`);
-      await removeEmptyParents(host, spec.user, spec.path);
-    },
+    undo: () => removeFromHome(host, spec.user, spec.path),
   });
 }
 
@@ -547,13 +542,20 @@ export function userSymlinkStep(
       ]);
       if (r.code !== 0) throw new Error(`linking ${spec.path}: ${r.stderr.trim()}`);
     },
-    async undo() {
-      if (await homeMissing(host, spec.user)) return;
-      const r = await execAs(host, spec.user, ["rm", "-f", spec.path]);
-      if (r.code !== 0) throw new Error(`removing ${spec.path}: ${r.stderr.trim()}`);
-      await removeEmptyParents(host, spec.user, spec.path);
-    },
+    undo: () => removeFromHome(host, spec.user, spec.path),
   });
+}
+
+/** Undo of a file or link in the user's home: removes it (as her), then the emptied parents. */
+async function removeFromHome(
+  host: Host,
+  user: { name: string; home: string; uid: number },
+  path: string,
+): Promise<void> {
+  if (await homeMissing(host, user)) return;
+  const r = await execAs(host, user, ["rm", "-f", path]);
+  if (r.code !== 0) throw new Error(`removing ${path}: ${r.stderr.trim()}`);
+  await removeEmptyParents(host, user, path);
 }
 
 /**

@@ -1,38 +1,20 @@
 import assert from "node:assert/strict";
 import { escapeLine, escapeMultiline } from "../lib/sanitize.ts";
-import type { RequestSummary, RequestView } from "../lib/protocol.ts";
+import type { RequestView } from "../lib/protocol.ts";
 import { detailRows, render, renderSegs } from "./render.ts";
-import {
-  approvalCode,
-  type Effect,
-  initialState,
-  type UiEvent,
-  type UiState,
-  update,
-} from "./state.ts";
+import { approvalCode, initialState, type UiState } from "./state.ts";
 import { displayWidth, toAnsi } from "./text.ts";
-import { HOSTILE, hostileCommit, pushRequest, tagRequest, toSummary } from "./test_support.ts";
+import {
+  HOSTILE,
+  hostileCommit,
+  pushRequest,
+  step,
+  summaries,
+  tagRequest,
+} from "./test_support.ts";
 
 const NOW = 1_700_000_000_000;
 
-/** Full views by id: what the fake `Get` answers (see {@link step}). */
-const VIEWS = new Map<string, RequestView>();
-
-/** The summaries `List` would return for `views` (and remembers the views for `Get`). */
-function summaries(views: RequestView[]): RequestSummary[] {
-  for (const v of views) VIEWS.set(v.id, v);
-  return views.map(toSummary);
-}
-
-/** {@link update}, answering a `load` effect at once with the view (as main.ts does via `Get`). */
-function step(s: UiState, e: UiEvent): { state: UiState; effects: Effect[] } {
-  const r = update(s, e);
-  const load = r.effects.find((x) => x.type === "load");
-  if (!load || load.type !== "load" || !VIEWS.has(load.id)) return r;
-  const at = "at" in e ? e.at : NOW;
-  const r2 = update(r.state, { type: "detail", view: VIEWS.get(load.id)!, at });
-  return { state: r2.state, effects: [...r.effects.filter((x) => x !== load), ...r2.effects] };
-}
 // Our own SGR styling, which is the only escape sequence render() may emit.
 // deno-lint-ignore no-control-regex
 const SGR = /\x1b\[[0-9;]*m/g;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { RequestSummary, RequestView } from "../lib/protocol.ts";
+import type { RequestView } from "../lib/protocol.ts";
 import {
   approvalCode,
   ARM_MS,
@@ -10,32 +10,12 @@ import {
   type Effect,
   initialState,
   parseKeys,
-  type UiEvent,
   type UiState,
-  update,
 } from "./state.ts";
-import { hostileCommit, pushRequest, tagRequest, toSummary } from "./test_support.ts";
+import { hostileCommit, pushRequest, step, summaries, tagRequest } from "./test_support.ts";
 
 const NOW = 1_700_000_000_000;
 
-/** Full views by id: what the fake `Get` answers (see {@link step}). */
-const VIEWS = new Map<string, RequestView>();
-
-/** The summaries `List` would return for `views` (and remembers the views for `Get`). */
-function summaries(views: RequestView[]): RequestSummary[] {
-  for (const v of views) VIEWS.set(v.id, v);
-  return views.map(toSummary);
-}
-
-/** {@link update}, answering a `load` effect at once with the view (as main.ts does via `Get`). */
-function step(s: UiState, e: UiEvent): { state: UiState; effects: Effect[] } {
-  const r = update(s, e);
-  const load = r.effects.find((x) => x.type === "load");
-  if (!load || load.type !== "load" || !VIEWS.has(load.id)) return r;
-  const at = "at" in e ? e.at : NOW;
-  const r2 = update(r.state, { type: "detail", view: VIEWS.get(load.id)!, at });
-  return { state: r2.state, effects: [...r.effects.filter((x) => x !== load), ...r2.effects] };
-}
 const SIZE = { cols: 100, rows: 30 };
 
 function start(requests: RequestView[]): UiState {

@@ -10,6 +10,7 @@
  */
 
 import dbus from "dbus-next";
+import { type UiEvent, type UiState, type Update, update } from "./state.ts";
 import { summarize } from "../lib/payload.ts";
 import {
   ADMIN_IFACE,
@@ -408,4 +409,26 @@ export function pushRequest(now = Date.now()): RequestView {
     },
     message: null,
   };
+}
+
+/** Full views by id: what the fake `Get` of {@link step} answers. */
+const VIEWS = new Map<string, RequestView>();
+
+/** The summaries `List` would return for `views` (and remembers the views for {@link step}). */
+export function summaries(views: RequestView[]): RequestSummary[] {
+  for (const v of views) VIEWS.set(v.id, v);
+  return views.map(toSummary);
+}
+
+/**
+ * {@link update}, answering a `load` effect at once with the view remembered by
+ * {@link summaries} (as main.ts does through `Get`). `now` stands in for events without a time.
+ */
+export function step(s: UiState, e: UiEvent, now = 1_700_000_000_000): Update {
+  const r = update(s, e);
+  const load = r.effects.find((x) => x.type === "load");
+  if (!load || load.type !== "load" || !VIEWS.has(load.id)) return r;
+  const at = "at" in e ? e.at : now;
+  const r2 = update(r.state, { type: "detail", view: VIEWS.get(load.id)!, at });
+  return { state: r2.state, effects: [...r.effects.filter((x) => x !== load), ...r2.effects] };
 }

@@ -13,6 +13,9 @@ import { denoArgs, type Paths } from "../deploy/permissions.ts";
 import { AdminClient, AdminError } from "../lib/admin_client.ts";
 import { Bus } from "../lib/dbus.ts";
 import { Errors, type RequestView } from "../lib/protocol.ts";
+import { exec } from "./exec.ts";
+
+export { exec, type ExecResult } from "./exec.ts";
 
 /** The repository root (where `deno.json` is). */
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -29,50 +32,6 @@ export interface GnupgHome {
   fingerprint: string;
   /** The key's user id, e.g. `Demo Signer <demo@example.test>`. */
   uid: string;
-}
-
-/** Runs a command and returns its exit code and output (never throws on failure). */
-export async function exec(
-  cmd: string,
-  args: string[],
-  options: {
-    env?: Record<string, string>;
-    /** Keep the parent's environment under `env` (default: only `env` when given). */
-    inheritEnv?: boolean;
-    cwd?: string;
-    stdin?: Uint8Array | string;
-    /** Kill the command (SIGKILL) after this many ms; it then exits 137. Default: no limit. */
-    timeoutMs?: number;
-  } = {},
-): Promise<{ code: number; stdout: string; stderr: string; stdoutBytes: Uint8Array }> {
-  const child = new Deno.Command(cmd, {
-    args,
-    env: options.env,
-    clearEnv: options.env !== undefined && !options.inheritEnv,
-    cwd: options.cwd,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(
-      typeof options.stdin === "string" ? new TextEncoder().encode(options.stdin) : options.stdin,
-    );
-    await w.close().catch(() => {});
-  }
-  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, options.timeoutMs);
-  const out = await child.output().finally(() => clearTimeout(timer));
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-    stdoutBytes: out.stdout,
-  };
 }
 
 /** Runs a command to completion; throws with its stderr when it fails. */

@@ -271,15 +271,18 @@ export function cachedModules(files: SourceFile[]): string[] {
 /**
  * The pre-filled, read-only `DENO_DIR` (`<installDir>/deno-dir`): filled by the pinned Deno with
  * `deno install --frozen --entrypoint <modules>`, then everything root-owned and not writable by
- * group or others. The check proves it complete: the companion imports every module with
+ * group or others. With `options.seed` (`--deno-dir-from`, for machines without the npm
+ * registry) it first copies that pre-filled cache and installs with `--cached-only`, so nothing is
+ * downloaded. The check proves it complete: the companion imports every module with
  * `--cached-only` (provision/cache_probe.ts). Machine-wide.
  */
 export function denoDirStep(
   host: Host,
   d: Deployment,
-  options: { modules: string[]; networkEnv?: Record<string, string> },
+  options: { modules: string[]; networkEnv?: Record<string, string>; seed?: string },
 ): Step {
   const dir = under(host, d.denoDir);
+  const seed = options.seed;
   const install = under(host, d.installDir);
   const deno = under(host, d.deno);
   const modules = options.modules.map((m) => `${install}/${m}`);
@@ -288,7 +291,10 @@ export function denoDirStep(
     title:
       `DENO_DIR ${d.denoDir}: complete for ${options.modules.length} modules, root-owned, read-only`,
     actions: [
-      `DENO_DIR=${d.denoDir} ${d.deno} install --frozen --entrypoint ${options.modules.join(" ")}`,
+      ...(seed ? [`cp -R ${seed}/. ${d.denoDir}`] : []),
+      `DENO_DIR=${d.denoDir} ${d.deno} install --frozen${
+        seed ? " --cached-only" : ""
+      } --entrypoint ${options.modules.join(" ")}`,
       `chown -R root:root ${d.denoDir}; chmod -R go-w ${d.denoDir}`,
     ],
     undoActions: [`rm -rf ${d.denoDir}`],
@@ -331,12 +337,17 @@ export function denoDirStep(
     },
     async apply() {
       await ensureParents(host, `${dir}/x`);
+      if (seed) {
+        const c = await execAs(host, ROOT_USER, ["cp", "-R", `${seed}/.`, dir]);
+        if (c.code !== 0) throw new Error(`copy of ${seed}: ${c.stderr.trim()}`);
+      }
       const env = { ...options.networkEnv, DENO_DIR: dir, DENO_NO_UPDATE_CHECK: "1" };
       const r = await execAs(host, ROOT_USER, [
         ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
         deno,
         "install",
         "--frozen",
+        ...(seed ? ["--cached-only"] : []),
         "--quiet",
         `--config=${install}/deno.json`,
         "--entrypoint",

@@ -4,7 +4,7 @@
  *
  * ```
  * provision --user <name> [--vt <n>] [--backend gnome-keyring|gopass|<command>]
- *           [--no-git-config] [--no-pam] [--root <dir>]
+ *           [--no-git-config] [--no-pam] [--root <dir>] [--deno-dir-from <dir>]
  *           [--dry-run | --check | --uninstall [--purge]]
  * ```
  *
@@ -17,6 +17,9 @@
  *   while other users remain provisioned.
  * - `--root <dir>`: writes and checks system files under `<dir>` (images, tests). Users are
  *   real; the desktop user's own files go to her real home.
+ * - `--deno-dir-from <dir>`: fills the units' `DENO_DIR` from this pre-filled Deno cache (made by
+ *   `DENO_DIR=<dir> deno install --frozen --entrypoint ...` on a machine with the npm registry)
+ *   instead of downloading: for machines without network, and VM images.
  *
  * `--vt`, `--backend`, `--no-git-config` and `--no-pam` default to what the last run recorded
  * in `/etc/secrets-dispatcher/<user>/provision.json`, then to VT 8, gnome-keyring, on, on.
@@ -169,6 +172,8 @@ export interface CliOptions {
   pam?: boolean;
   root?: string;
   uninstall?: boolean;
+  /** `--deno-dir-from`: an absolute path to a pre-filled Deno cache. */
+  denoDirFrom?: string;
 }
 
 /**
@@ -212,6 +217,7 @@ export async function resolve(options: CliOptions, io: ProvisionIo): Promise<Res
     vt: options.vt ?? record?.vt ?? DEFAULT_VT,
     backend,
   });
+  if (options.denoDirFrom !== undefined) checkPlainPath(options.denoDirFrom, "--deno-dir-from");
   const otherUsers = await otherProvisionedUsers(host, d.user);
   const files = await sourceFiles(io.sourceDir);
   const plan = buildPlan(host, d, {
@@ -220,6 +226,7 @@ export async function resolve(options: CliOptions, io: ProvisionIo): Promise<Res
     gitConfig,
     pam,
     otherUsers,
+    denoDirSeed: options.denoDirFrom,
     networkEnv: Object.fromEntries(
       NETWORK_ENV.flatMap((k) => {
         const v = io.env(k);
@@ -264,6 +271,10 @@ export async function main(args: string[], io: ProvisionIo = realIo): Promise<nu
     .option("--no-git-config", "do not set the user's git gpg.program")
     .option("--no-pam", "do not install the PAM password hand-off")
     .option("--root <dir>", "write system files under this prefix (images, tests)")
+    .option(
+      "--deno-dir-from <dir>",
+      "fill the DENO_DIR from this pre-filled Deno cache (no download; offline machines)",
+    )
     .option("--dry-run", "print the plan; change nothing")
     .option("--check", "check every item; exit 1 on any FAIL")
     .option("--uninstall", "remove everything provisioning made (keeps the secret store)")
@@ -311,6 +322,7 @@ export async function main(args: string[], io: ProvisionIo = realIo): Promise<nu
       pam: program.getOptionValueSource("pam") === "cli" ? opts.pam : undefined,
       root: opts.root,
       uninstall: opts.uninstall,
+      denoDirFrom: opts.denoDirFrom,
     }, io);
   } catch (err) {
     io.print(`provision: ${(err as Error).message}`);

@@ -296,6 +296,45 @@ Deno.test("--uninstall keeps machine-wide files while another user is provisione
   }
 });
 
+Deno.test("--deno-dir-from fills the DENO_DIR from a pre-filled cache, with no registry", async () => {
+  const seeded = await world();
+  const offline = await world();
+  try {
+    const first = await seeded.run();
+    assert.equal(first.code, 0, first.out.join("\n"));
+    const seed = `${seeded.root}/usr/local/lib/secrets-dispatcher/deno-dir`;
+    // A proxy nobody listens on: any download would fail the step.
+    const dead: Record<string, string> = {
+      HTTPS_PROXY: "http://127.0.0.1:9",
+      HTTP_PROXY: "http://127.0.0.1:9",
+    };
+    const io = { ...offline.io, env: (k: string) => dead[k] };
+    const args = ["--user", "alice", "--vt", "9", "--root", offline.root];
+    offline.lines.length = 0;
+    const dry = await main([...args, "--deno-dir-from", seed, "--dry-run"], io);
+    assert.equal(dry, 0);
+    assert.ok(
+      offline.lines.some((l) =>
+        l.includes(`cp -R ${seed}/. /usr/local/lib/secrets-dispatcher/deno-dir`)
+      ),
+    );
+    assert.ok(offline.lines.some((l) => l.includes("install --frozen --cached-only")));
+    offline.lines.length = 0;
+    assert.equal(await main([...args, "--deno-dir-from", seed], io), 0, offline.lines.join("\n"));
+    offline.lines.length = 0;
+    assert.equal(await main([...args, "--check"], io), 0, offline.lines.join("\n"));
+    assert.ok(offline.lines.some((l) => /^PASS .*DENO_DIR/.test(l)), offline.lines.join("\n"));
+    offline.lines.length = 0;
+    assert.equal(await main([...args, "--deno-dir-from", "relative/dir", "--dry-run"], io), 2);
+    assert.ok(offline.lines.some((l) => l.includes("--deno-dir-from must be an absolute path")));
+  } finally {
+    for (const w of [seeded, offline]) {
+      await Deno.remove(w.root, { recursive: true });
+      await Deno.remove(w.home, { recursive: true });
+    }
+  }
+});
+
 Deno.test("provision refuses bad command lines, non-root callers and unknown users", async () => {
   const w = await world();
   try {

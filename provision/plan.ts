@@ -56,6 +56,8 @@ export interface PlanOptions {
   otherUsers: string[];
   /** Proxy and CA settings for `deno install` (see NETWORK_ENV in install.ts). */
   networkEnv?: Record<string, string>;
+  /** A pre-filled Deno cache to copy into the `DENO_DIR` instead of downloading (`--deno-dir-from`). */
+  denoDirSeed?: string;
 }
 
 /** The plan: steps in apply order, and what runs after the last undo. */
@@ -295,18 +297,30 @@ function ttyStep(host: Host, d: Deployment): Step {
   });
 }
 
-/** The companion's units are running while the desktop user is logged in. */
+/**
+ * The PAM hand-off socket listens (from now on, not only from the next boot), and the companion's
+ * units are running while the desktop user is logged in.
+ */
 function runningStep(host: Host, d: Deployment): Step {
   const units = [d.units.bus, d.units.backend, d.units.daemon, d.units.console];
+  const socket = d.units.unlockSocket;
   const userUnit = `user@${d.uid}.service`;
   return step({
     id: "running",
-    title: `companion units run while ${d.user} is logged in (${userUnit} active)`,
-    actions: [`systemctl start ${units.join(" ")} (only while ${userUnit} is active)`],
-    undoActions: [`systemctl stop ${units.join(" ")} ${d.units.unlockSocket}`],
+    title:
+      `${socket} listens; companion units run while ${d.user} is logged in (${userUnit} active)`,
+    actions: [
+      `systemctl start ${socket}`,
+      `systemctl start ${units.join(" ")} (only while ${userUnit} is active)`,
+    ],
+    undoActions: [`systemctl stop ${units.join(" ")} ${socket}`],
     async check() {
       const no = needsSystemd(host);
       if (no) return no;
+      const sock = await host.exec("systemctl", ["is-active", socket]);
+      if (sock.stdout.trim() !== "active") {
+        return fail(`${socket} is ${sock.stdout.trim() || "unknown"}: no PAM hand-off possible`);
+      }
       const u = await host.exec("systemctl", ["is-active", userUnit]);
       if (u.stdout.trim() !== "active") {
         return pass(`${d.user} is not logged in: they start at her next login`);
@@ -318,6 +332,8 @@ function runningStep(host: Host, d: Deployment): Step {
     },
     async apply() {
       if (needsSystemd(host)) return;
+      const sock = await host.exec("systemctl", ["start", socket]);
+      if (sock.code !== 0) throw new Error(`systemctl start ${socket}: ${sock.stderr.trim()}`);
       const u = await host.exec("systemctl", ["is-active", userUnit]);
       if (u.stdout.trim() !== "active") return;
       const r = await host.exec("systemctl", ["start", ...units]);
@@ -325,7 +341,7 @@ function runningStep(host: Host, d: Deployment): Step {
     },
     async undo() {
       if (needsSystemd(host)) return;
-      await host.exec("systemctl", ["stop", ...units, d.units.unlockSocket]);
+      await host.exec("systemctl", ["stop", ...units, socket]);
     },
   });
 }
@@ -441,6 +457,7 @@ export function buildPlan(host: Host, d: Deployment, options: PlanOptions): Plan
   add(denoDirStep(host, d, {
     modules: cachedModules(options.source.files),
     networkEnv: options.networkEnv,
+    seed: options.denoDirSeed,
   }));
 
   // Configuration and units.

@@ -155,7 +155,8 @@ Deno.test({
             "SKIP  unit files pass systemd-analyze verify",
             "SKIP  systemd has loaded the current unit files",
             "SKIP  PAM hand-off active",
-            "SKIP  companion units run while sdprov-alice is logged in (user@61010.service active)",
+            "SKIP  secrets-dispatcher-unlock-sdprov-alice.socket listens; companion units run while " +
+            "sdprov-alice is logged in (user@61010.service active)",
           ]);
           assert.ok(check.out.some((l) => /^PASS {2}DENO_DIR .* complete/.test(l)));
           assert.ok(

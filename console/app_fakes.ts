@@ -1,36 +1,54 @@
 /**
  * Test-only fakes for the console's wiring (imported by `*_test.ts` files, never by an
  * entrypoint): an in-memory daemon behind {@link AdminApi}, a terminal that records the bytes
- * the console writes, and a harness that builds a {@link ConsoleApp} on the fake VT and clock of
- * `vt_fakes.ts`.
+ * the console writes, a harness that builds a {@link ConsoleApp} on the fake VT and clock of
+ * `vt_fakes.ts`, and the same console drawing into a headless terminal emulator
+ * (`@xterm/headless`), so that tests assert the screen a person would see.
  *
  * @module
  */
 
-import type {
-  DenyRuleOptions,
-  GrantOptions,
-  HistoryEntry,
-  RequestState,
-  RequestSummary,
-  RequestView,
-  RuleView,
-  StoreStatus,
+import {
+  type AdminStoreStatus,
+  type DenyRuleOptions,
+  Errors,
+  type GrantOptions,
+  type HistoryEntry,
+  type RequestState,
+  type RequestSummary,
+  type RequestView,
+  type RuleView,
 } from "../lib/protocol.ts";
+import xterm from "@xterm/headless";
+import { AdminError } from "../lib/admin_client.ts";
 import { toSummary } from "./test_support.ts";
 import { type AdminApi, ConsoleApp, setupVt, type VtSetup } from "./main.ts";
 import type { Size } from "./render.ts";
 import { Screen, type TerminalIo } from "./terminal.ts";
 import { FakeClock, FakeEvents, FakeSignals, FakeVt } from "./vt_fakes.ts";
 
-/** An in-memory daemon: pending requests, decisions, `Changed` listeners. */
+/**
+ * An in-memory daemon: pending requests, decisions, `Changed` listeners, and a secret store that
+ * can be locked ({@link storeLocked}) and opened with {@link storePassword}.
+ */
 export class MemoryAdmin implements AdminApi {
   /** Requests by id (any state). */
   readonly requests = new Map<string, RequestView>();
-  /** Every call: member and arguments. */
+  /** Every call: member and arguments (`unlockStore`: none; see {@link passwords}). */
   readonly calls: { member: string; args: unknown[] }[] = [];
   history_: HistoryEntry[] = [];
-  store: StoreStatus = { state: "unlocked", message: "test store" };
+  /** The store itself is locked (the console's lock is {@link locked}). */
+  storeLocked = false;
+  /** The passphrase that opens the store. */
+  storePassword = "correct horse battery";
+  /** False: a backend without password unlocking (`UnlockStore` answers `NotSupported`). */
+  passwordUnlock = true;
+  /** What each `unlockStore` call received, copied at once (the console zeroes its array). */
+  readonly passwords: string[] = [];
+  /** The arrays `unlockStore` received, as they are now (to check that they were zeroed). */
+  readonly passwordArrays: Uint8Array[] = [];
+  /** Calls of `unlockStore` wait for this, when set (to test input during the call). */
+  unlockGate: Promise<void> | null = null;
   #changed = new Set<(id: string, state: RequestState) => void>();
   #closed = new Set<(err: Error) => void>();
 
@@ -124,6 +142,7 @@ export class MemoryAdmin implements AdminApi {
   lock(): Promise<void> {
     this.calls.push({ member: "lock", args: [] });
     this.locked = true;
+    this.storeLocked = true; // as the daemon does: Service.Lock
     for (const r of this.requests.values()) {
       if (r.state === "pending") this.setState(r.id, "denied");
     }
@@ -137,8 +156,53 @@ export class MemoryAdmin implements AdminApi {
   history(): Promise<HistoryEntry[]> {
     return Promise.resolve(this.history_);
   }
-  status(): Promise<StoreStatus> {
-    return Promise.resolve(this.store);
+  status(): Promise<AdminStoreStatus> {
+    if (this.locked) {
+      return Promise.resolve({
+        state: "locked",
+        message: "locked on the console",
+        consoleLock: true,
+        passwordUnlock: null,
+      });
+    }
+    if (this.storeLocked) {
+      return Promise.resolve({
+        state: "locked",
+        message: 'the test store\x1b[2J "Login" is locked',
+        consoleLock: false,
+        passwordUnlock: this.passwordUnlock,
+      });
+    }
+    return Promise.resolve({
+      state: "unlocked",
+      message: "test store",
+      consoleLock: false,
+      passwordUnlock: null,
+    });
+  }
+  async unlockStore(password: Uint8Array): Promise<void> {
+    this.calls.push({ member: "unlockStore", args: [] });
+    this.passwords.push(new TextDecoder().decode(password));
+    this.passwordArrays.push(password);
+    if (this.unlockGate) await this.unlockGate;
+    if (!this.passwordUnlock) {
+      throw new AdminError(Errors.NotSupported, "this secret store cannot be unlocked here");
+    }
+    if (this.passwords.at(-1) !== this.storePassword) {
+      throw new AdminError(Errors.WrongPassword, "the password did not unlock the secret store");
+    }
+    this.storeLocked = false;
+    this.locked = false;
+    this.#emit("", "store" as RequestState);
+  }
+  /**
+   * Unlocks the store behind the console's back: with `signal` (default) as `UnlockStore` does
+   * for the PAM hand-off or `ctl unlock` (`Changed("", "store")`); without, as the store's own
+   * tools would (only a `Status` poll sees it).
+   */
+  openStoreElsewhere(options: { signal?: boolean } = {}): void {
+    this.storeLocked = false;
+    if (options.signal ?? true) this.#emit("", "store" as RequestState);
   }
   onChanged(cb: (id: string, state: RequestState) => void): Promise<() => void> {
     this.#changed.add(cb);
@@ -283,4 +347,66 @@ export async function harness(
     },
   };
   return h;
+}
+
+/** A headless xterm fed with everything a console wrote. */
+export interface XtermScreen {
+  term: InstanceType<typeof xterm.Terminal>;
+  /** Every window title the output set (should stay empty). */
+  titles: string[];
+  /** How many times the bell rang. */
+  bells: number;
+  /** The visible rows as text. */
+  lines(): string[];
+}
+
+/**
+ * A console (see {@link harness}) whose every output byte goes into a headless xterm of the same
+ * size (100x30), with `requests` added and 1.5 s of fake time passed.
+ *
+ * @param requests pending requests to add once the console runs
+ * @param options `admin`: the daemon to use (default a fresh {@link MemoryAdmin})
+ * @returns the harness, the screen, and `settleScreen`, which lets 100 ms pass and waits until
+ *   the emulator has taken every byte written so far
+ */
+export async function consoleOnXterm(
+  requests: RequestView[],
+  options: { admin?: MemoryAdmin } = {},
+): Promise<{ h: Harness; screen: XtermScreen; settleScreen(): Promise<void> }> {
+  const cols = 100;
+  const rows = 30;
+  const term = new xterm.Terminal({ cols, rows, allowProposedApi: true });
+  const titles: string[] = [];
+  let bells = 0;
+  term.onTitleChange((t) => titles.push(t));
+  term.onBell(() => bells++);
+  let pending = Promise.resolve();
+  const h = await harness({ size: { cols, rows }, admin: options.admin });
+  // Replay what was written before the hook, then follow every write.
+  const feed = (bytes: Uint8Array) => {
+    pending = pending.then(() => new Promise<void>((r) => term.write(bytes, r)));
+  };
+  for (const c of h.term.chunks) feed(c);
+  h.term.onWrite = feed;
+  for (const r of requests) h.admin.add(r);
+  await h.advance(1_500);
+  const screen: XtermScreen = {
+    term,
+    titles,
+    get bells() {
+      return bells;
+    },
+    lines() {
+      const b = term.buffer.active;
+      return Array.from({ length: rows }, (_, i) => b.getLine(i)!.translateToString(true));
+    },
+  };
+  return {
+    h,
+    screen,
+    async settleScreen() {
+      await h.advance(100);
+      await pending;
+    },
+  };
 }

@@ -30,7 +30,12 @@
 
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_client.ts";
-import type { RequestSummary, RequestView, RuleView } from "../lib/protocol.ts";
+import {
+  MAX_PASSWORD_BYTES,
+  type RequestSummary,
+  type RequestView,
+  type RuleView,
+} from "../lib/protocol.ts";
 import { escapeLine, escapeMultiline } from "../lib/sanitize.ts";
 import {
   describeHistoryEntry,
@@ -73,9 +78,6 @@ export interface CtlIo {
   /** Waits `ms` (tests replace it); default a timer. */
   sleep?: (ms: number) => Promise<void>;
 }
-
-/** Longest password `ctl unlock` reads, in bytes. */
-export const MAX_PASSWORD_BYTES = 4096;
 
 /**
  * Reads `stream` to EOF into one buffer; null when it holds more than `max` bytes (everything
@@ -371,11 +373,22 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
 
   program.command("status")
     .description("show the secret store's state (unlocked, locked, unavailable)")
-    .option("--json", "print the StoreStatus as JSON")
+    .option("--json", "print the AdminStoreStatus as JSON")
     .action(async (opts) => {
       const st = await (await connect()).status();
-      if (opts.json) print(safeJson(st) + "\n");
-      else print(`store ${st.state}: ${escapeLine(st.message)}\n`);
+      if (opts.json) {
+        print(safeJson(st) + "\n");
+        return;
+      }
+      print(`store ${st.state}: ${escapeLine(st.message)}\n`);
+      if (st.consoleLock) print("the console's lock is on: `ctl unlock` (or U on the console)\n");
+      else if (st.passwordUnlock === true) {
+        print(
+          "it opens with its passphrase: typed on the console, or `ctl unlock --password-stdin`\n",
+        );
+      } else if (st.passwordUnlock === false) {
+        print("this store cannot be unlocked with a passphrase from here: use its own tools\n");
+      }
     });
 
   program.command("unlock")

@@ -28,19 +28,27 @@
  * The screen is a pure function of the state (`render.ts`), the state a pure reducer of events
  * (`state.ts`); this file wires them to the terminal, the clock, the VT and the daemon.
  *
+ * The store passphrase: when the store is locked and can be unlocked with a passphrase, the
+ * console shows a prompt of its own (`state.ts` has the rules). While it is on screen, input is
+ * not decoded into keys: the raw bytes go to a {@link PassphraseBuffer} (no echo: raw mode, and
+ * the screen shows only a fixed mask); Enter sends them with `Admin1.UnlockStore`, and every copy
+ * the console made is zeroed after the call, after leaving the prompt, and on exit. The
+ * passphrase never goes to a log, an argument vector or the environment.
+ *
  * @module
  */
 
 import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_client.ts";
-import type {
-  DenyRuleOptions,
-  GrantOptions,
-  HistoryEntry,
-  RequestState,
-  RequestSummary,
-  RequestView,
-  RuleView,
-  StoreStatus,
+import {
+  type AdminStoreStatus,
+  type DenyRuleOptions,
+  Errors,
+  type GrantOptions,
+  type HistoryEntry,
+  type RequestState,
+  type RequestSummary,
+  type RequestView,
+  type RuleView,
 } from "../lib/protocol.ts";
 import { escapeLine } from "../lib/sanitize.ts";
 import { render, START_HINT } from "./render.ts";
@@ -50,10 +58,12 @@ import {
   type Effect,
   initialState,
   parseKeys,
+  passphraseAccepts,
   type UiEvent,
   type UiState,
   update,
 } from "./state.ts";
+import { PassphraseBuffer, promptKeys } from "./passphrase.ts";
 import { denoTerminalIo, Screen } from "./terminal.ts";
 import { ERRNO, openLibcVt, type VtControl, VtError } from "./vt.ts";
 import { type Clock, systemClock } from "../lib/clock.ts";
@@ -145,7 +155,13 @@ export interface AdminApi {
   approve(id: string, digest: string): Promise<void>;
   deny(id: string, reason: string): Promise<void>;
   history(limit?: number): Promise<HistoryEntry[]>;
-  status(): Promise<StoreStatus>;
+  status(): Promise<AdminStoreStatus>;
+  /**
+   * `Admin1.UnlockStore`; the caller zeroes `password` after the call.
+   *
+   * @throws {AdminError} `WrongPassword`, `NotSupported`, `StoreUnavailable`
+   */
+  unlockStore(password: Uint8Array): Promise<void>;
   approveWithGrant(id: string, digest: string, options: GrantOptions): Promise<RuleView>;
   denyWithRule(id: string, reason: string, options: DenyRuleOptions): Promise<RuleView>;
   rules(): Promise<RuleView[]>;
@@ -206,6 +222,8 @@ export class ConsoleApp {
   #timers: ReturnType<Clock["setTimeout"]>[] = [];
   #stopped = false;
   readonly #decoder = new TextDecoder();
+  /** The store passphrase being typed; holds bytes only while the prompt takes input. */
+  readonly #passphrase = new PassphraseBuffer();
   #done: () => void = () => {};
   /** Resolves once the console stopped. */
   readonly finished: Promise<void>;
@@ -278,11 +296,48 @@ export class ConsoleApp {
     arm();
   }
 
-  /** Feeds raw terminal input (bytes as read from stdin). */
+  /**
+   * Feeds raw terminal input (bytes as read from stdin). Keeps no reference to `bytes`: the
+   * caller may zero them as soon as this returns. One read is taken in one mode: when a key
+   * opens or closes the passphrase prompt, the rest of that read is discarded.
+   */
   feed(bytes: Uint8Array): void {
     const at = this.#clock.now();
+    if (this.#onPrompt()) {
+      this.#feedPassphrase(bytes, at);
+      return;
+    }
     for (const key of parseKeys(this.#decoder.decode(bytes, { stream: true }))) {
       this.dispatch({ type: "key", key, at });
+      if (this.#onPrompt()) return; // the rest was typed before the prompt was on screen
+    }
+  }
+
+  #onPrompt(): boolean {
+    return this.#state.screen === "unlock";
+  }
+
+  /** Input while the passphrase prompt is on screen: raw bytes, never decoded to a string. */
+  #feedPassphrase(bytes: Uint8Array, at: number): void {
+    const buf = this.#passphrase;
+    for (const k of promptKeys(bytes)) {
+      if (!this.#onPrompt()) return;
+      if (k.type === "ctrl-c") {
+        this.dispatch({ type: "key", key: "<ctrl-c>", at });
+        return;
+      }
+      if (k.type === "ignored") continue;
+      if (!passphraseAccepts(this.#state, at)) {
+        buf.clear();
+        this.dispatch({ type: "passphrase", key: "refused", empty: true, at });
+        continue;
+      }
+      let key: "text" | "erase" | "clear" | "esc" | "enter" | "full" = k.type;
+      if (k.type === "text") {
+        if (!buf.append(k.bytes)) key = "full";
+      } else if (k.type === "erase") buf.eraseLast();
+      else if (k.type === "clear" || k.type === "esc") buf.clear();
+      this.dispatch({ type: "passphrase", key, empty: buf.empty, at });
     }
   }
 
@@ -292,6 +347,8 @@ export class ConsoleApp {
     const before = this.#state;
     const { state, effects } = update(before, event);
     this.#state = state;
+    // The passphrase lives only while the prompt takes it.
+    if (state.screen !== "unlock" || state.quit) this.#passphrase.clear();
     for (const e of effects) this.#run(e);
     if (state.requests !== before.requests || state.loaded !== before.loaded) {
       this.#sync?.update(state.requests);
@@ -368,7 +425,7 @@ export class ConsoleApp {
         this.#refreshAgain = false;
         try {
           this.dispatch({ type: "list", requests: await client.list(), at: this.#clock.now() });
-          this.dispatch({ type: "store", store: await client.status() });
+          this.dispatch({ type: "store", store: await client.status(), at: this.#clock.now() });
         } catch (err) {
           if (err instanceof AdminUnreachableError) {
             this.dispatch({ type: "connection", status: "unreachable", error: errorText(err) });
@@ -453,6 +510,9 @@ export class ConsoleApp {
             this.dispatch({ type: "notice", text: `revoke failed: ${error}`, tone: "error" }),
         );
         return;
+      case "unlockStore":
+        this.#unlockStore();
+        return;
       case "lock":
       case "unlock":
         this.#withClient(
@@ -470,6 +530,34 @@ export class ConsoleApp {
         );
         return;
     }
+  }
+
+  /** Sends the typed passphrase with `UnlockStore`; zeroes every copy once answered. */
+  #unlockStore(): void {
+    const password = this.#passphrase.take();
+    const done = (outcome: "ok" | "wrong" | "unsupported" | "failed", text: string | null) => {
+      password.fill(0);
+      this.dispatch({ type: "unlockResult", outcome, text, at: this.#clock.now() });
+    };
+    const client = this.#client;
+    if (!client) {
+      done("failed", `daemon unreachable at ${this.#address}; ${START_HINT}`);
+      return;
+    }
+    client.unlockStore(password).then(
+      () => done("ok", null),
+      (err) => {
+        const name = err instanceof AdminError ? err.dbusName : "";
+        done(
+          name === Errors.WrongPassword
+            ? "wrong"
+            : name === Errors.NotSupported
+            ? "unsupported"
+            : "failed",
+          err instanceof AdminError ? err.text : errorText(err),
+        );
+      },
+    );
   }
 
   #withClient<T>(
@@ -492,6 +580,7 @@ export class ConsoleApp {
   stop(): void {
     if (!this.#state.quit) this.#state = { ...this.#state, quit: true };
     this.#stopped = true;
+    this.#passphrase.clear();
     for (const t of this.#timers) this.#clock.clearTimeout(t);
     this.#timers = [];
     this.#client?.close();
@@ -683,7 +772,8 @@ export async function runApp(
           app.stop();
           return;
         }
-        app.feed(buf.slice(0, n));
+        app.feed(buf.subarray(0, n));
+        buf.fill(0, 0, n); // it may have held passphrase bytes
       }
     })();
     await Promise.race([app.finished, reading]);

@@ -3,8 +3,13 @@
  * rows to draw. Outside strings are escaped by `describe.ts` (or here, for status texts); the only
  * escape sequences in the output are our own SGR styles added by `toAnsi`.
  *
- * Layout: row 0 title bar; then the screen's body; the second-last row is the status line (or the
- * approval prompt); the last row lists the keys (and the scroll position).
+ * Layout: row 0 title bar; row 1 the console phrase; then the screen's body; the second-last row
+ * is the status line (or a confirm question); the last row lists the keys (and the scroll
+ * position).
+ *
+ * The store passphrase prompt (screen `unlock`) is drawn as a screen of its own that names no
+ * request and shows no approval code; what is typed is never shown, only a fixed mask once
+ * anything is typed (never the length).
  *
  * @module
  */
@@ -13,7 +18,14 @@ import { escapeLine } from "../lib/sanitize.ts";
 import type { HistoryEntry, RequestView } from "../lib/protocol.ts";
 import { describeHistoryEntry, describeRequest, formatCountdown, shortId } from "./describe.ts";
 import { cell, padRow, pushAll, type Seg, seg, toAnsi, wrapLine } from "./text.ts";
-import { DENY_RULE_CHOICES, grantChoices, type UiState } from "./state.ts";
+import {
+  DENY_RULE_CHOICES,
+  grantChoices,
+  promptAvailable,
+  storeBlocks,
+  storeLockedHint,
+  type UiState,
+} from "./state.ts";
 import { approvalCode } from "./approval_code.ts";
 
 /** Terminal size in character cells. */
@@ -67,6 +79,8 @@ function titleBar(state: UiState, cols: number): Seg[] {
     ? "history"
     : state.screen === "rules"
     ? "grants and rules"
+    : state.screen === "unlock"
+    ? "unlock the secret store"
     : "pending requests";
   const conn = state.conn.status === "connected"
     ? `${state.requests.length} pending`
@@ -77,8 +91,12 @@ function titleBar(state: UiState, cols: number): Seg[] {
   const clock = [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) =>
     String(n).padStart(2, "0")
   ).join(":");
-  const store = state.store === null || state.conn.status !== "connected"
+  // (The prompt's own title says that the store is locked.)
+  const store = state.store === null || state.conn.status !== "connected" ||
+      state.screen === "unlock"
     ? ""
+    : state.store.consoleLock
+    ? " | LOCKED ON THE CONSOLE"
     : state.store.state === "locked"
     ? " | STORE LOCKED"
     : state.store.state === "unavailable"
@@ -161,13 +179,35 @@ function keysRow(parts: [string, string][], prefix: Seg[], cols: number): Seg[] 
 
 const COL = { mark: 2, id: 10, kind: 13, caller: 19, expires: 9 };
 
+/** The row above the list while the store is locked: what it means and what opens it. */
+function storeBanner(state: UiState): Seg[] | null {
+  if (state.conn.status !== "connected" || state.store?.state !== "locked") return null;
+  if (state.store.consoleLock) {
+    return [
+      seg(" LOCKED ON THE CONSOLE ", "error"),
+      seg(" every request is refused until U lifts the lock", "warn"),
+    ];
+  }
+  return [
+    seg(" STORE LOCKED ", "error"),
+    seg(
+      ` secret requests cannot be approved until it is unlocked; ${storeLockedHint(state)}`,
+      "warn",
+    ),
+  ];
+}
+
 function listBody(state: UiState, cols: number, height: number): Seg[][] {
   const rows: Seg[][] = [];
+  const banner = storeBanner(state);
+  if (banner) {
+    for (const r of wrapLine({ segs: banner, cont: [seg("  ")] }, cols)) rows.push(padRow(r, cols));
+  }
   const header = " ".repeat(COL.mark) + cell("ID", COL.id) + cell("KIND", COL.kind) +
     cell("CALLER", COL.caller) +
     cell("EXPIRES", COL.expires) + "SUMMARY";
   rows.push(padRow([seg(header, "label")], cols));
-  const body = height - 1;
+  const body = height - rows.length;
   if (!state.loaded) {
     if (state.conn.status === "unreachable") {
       for (
@@ -202,13 +242,11 @@ function listBody(state: UiState, cols: number, height: number): Seg[][] {
         cell(escapeLine(String(r.kind)), COL.kind) +
         cell(`uid ${r.callerUid}${r.callerPid !== null ? ` pid ${r.callerPid}` : ""}`, COL.caller) +
         cell(countdown, COL.expires);
-      rows.push(
-        padRow(
-          [seg(fixed + escapeLine(r.summary), selected ? "selected" : "plain")],
-          cols,
-          selected ? "selected" : "plain",
-        ),
-      );
+      const style = selected ? "selected" : "plain";
+      const segs = [seg(fixed, style)];
+      if (storeBlocks(state, r.kind)) segs.push(seg("STORE LOCKED", "error"), seg(" ", style));
+      segs.push(seg(escapeLine(r.summary), style));
+      rows.push(padRow(segs, cols, style));
     }
     if (overflow) {
       rows.push(
@@ -273,7 +311,8 @@ function detailHeader(state: UiState, cols: number): Seg[] {
   else if (d.changed) segs.push(seg(" CHANGED SINCE OPENED: go back and reopen ", "error"));
   else {
     segs.push(seg(` expires in ${formatCountdown(s.expiresAt, state.now)} `, "warn"));
-    if (v !== null) {
+    if (storeBlocks(state, s.kind)) segs.push(seg(" STORE LOCKED: not approvable ", "error"));
+    else if (v !== null) {
       const code = approvalCode(v.id, v.digest);
       segs.push(seg(" approve: type "), seg([...code].join(" "), "key"));
       if (d.typed !== "") segs.push(seg(` (typed ${[...d.typed].join(" ")})`, "ok"));
@@ -321,6 +360,82 @@ function historyBody(state: UiState, cols: number, height: number): { rows: Seg[
   };
 }
 
+/** Shown in place of the passphrase once anything is typed: the same whatever the length. */
+export const PASSPHRASE_MASK = "********";
+
+/**
+ * The store passphrase prompt: why it is there, the (never shown) passphrase, the outcome of the
+ * last attempt, and what waits meanwhile. Names no request and shows no approval code.
+ */
+function unlockBody(state: UiState, cols: number, height: number): Seg[][] {
+  const u = state.unlock;
+  const lines: { segs: Seg[]; cont?: Seg[] }[] = [
+    { segs: [seg(" UNLOCK THE SECRET STORE ", "heading")] },
+    {
+      segs: [seg(
+        "The secret store is locked: no secret can be read or written until it is unlocked.",
+        "warn",
+      )],
+    },
+    {
+      segs: [
+        seg("store: ", "label"),
+        seg(escapeLine(state.store?.message ?? "")),
+      ],
+      cont: [seg("       ")],
+    },
+    { segs: [] },
+    {
+      segs: [seg(
+        "Type the store passphrase (its keyring password, usually your login password), then Enter.",
+      )],
+    },
+    { segs: [seg("Nothing is shown while you type.")] },
+    {
+      segs: [seg(
+        "This unlocks the store only: it approves no request. Requests are approved on their " +
+          "own screen, with their approval code.",
+        "dim",
+      )],
+    },
+    { segs: [] },
+    {
+      segs: [
+        seg("  store passphrase: ", "label"),
+        u.busy
+          ? seg("(unlocking...)", "dim")
+          : u.typed
+          ? seg(PASSPHRASE_MASK, "key")
+          : seg("(nothing typed)", "dim"),
+      ],
+    },
+    { segs: [] },
+  ];
+  if (u.error !== null) {
+    lines.push({ segs: [seg(escapeLine(u.error), "error")], cont: [seg("  ")] });
+  }
+  const n = state.requests.length;
+  if (n > 0) {
+    const secrets = state.requests.filter((r) => r.kind.startsWith("secret.")).length;
+    lines.push({
+      segs: [seg(
+        `${n} request${n === 1 ? "" : "s"} pending` +
+          (secrets > 0 ? ` (${secrets} for secrets: approvable once the store is unlocked)` : "") +
+          "; Esc with nothing typed shows them",
+        "warn",
+      )],
+    });
+  }
+  const rows: Seg[][] = [];
+  for (const l of lines) {
+    for (const r of wrapLine({ segs: l.segs, cont: l.cont ?? [] }, cols)) {
+      if (rows.length >= height) return rows;
+      rows.push(padRow(r, cols));
+    }
+  }
+  return rows;
+}
+
 /**
  * The screen as rows of styled segments (exactly `size.rows` rows, each exactly `size.cols`
  * columns wide). Exposed for tests; {@link render} adds the SGR codes.
@@ -345,6 +460,15 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
     // What a decision also does, in its own row so that it is never cut off.
     const d = state.detail;
     const extras: Seg[] = [];
+    if (storeBlocks(state, d.summary.kind)) {
+      extras.push(
+        seg(
+          " THE SECRET STORE IS LOCKED: this request cannot be approved until it is unlocked; " +
+            `${storeLockedHint(state, "detail")} `,
+          "error",
+        ),
+      );
+    }
     const grant = grantChoices(d.summary.kind)[d.grant];
     if (d.grant > 0 && grant) extras.push(seg(` APPROVING ALSO GRANTS: ${grant.label} `, "warn"));
     if (d.rule > 0) {
@@ -372,7 +496,7 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
     keys = keysRow(
       [
         ["arrows/PgUp/PgDn", "scroll"],
-        ...(view !== null
+        ...(view !== null && !storeBlocks(state, view.kind)
           ? [[approvalCode(view.id, view.digest), "approve"] as [string, string]]
           : []),
         ["d", "deny"],
@@ -400,11 +524,25 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
       pos ? [seg(pos, "dim"), seg(" |", "dim")] : [],
       cols,
     );
+  } else if (state.screen === "unlock") {
+    pushAll(out, unlockBody(state, cols, bodyHeight));
+    while (out.length < rows - 2) out.push(padRow([], cols));
+    keys = keysRow(
+      [
+        ["Enter", "unlock"],
+        ["Backspace", "erase"],
+        ["Esc/Ctrl-U", "clear"],
+        ["Esc", state.unlock.typed ? "clear" : "back to the list"],
+      ],
+      [],
+      cols,
+    );
   } else {
     pushAll(out, listBody(state, cols, bodyHeight));
     while (out.length < rows - 2) out.push(padRow([], cols));
     keys = keysRow(
       [
+        ...(promptAvailable(state) ? [["p", "unlock the store"] as [string, string]] : []),
         ["Up/Down", "select"],
         ["Enter", "open"],
         ["d", "deny"],

@@ -7,19 +7,39 @@
  *
  * | screen | keys |
  * |---|---|
- * | list | `Up`/`k`, `Down`/`j`, `PgUp`, `PgDn`, `Home`/`g`, `End`/`G` select; `Enter`/`Space`/`Right`/`l` open; `d` deny the selected request; `h` history; `r` refresh; `q` quit |
- * | detail | `Up`/`k`, `Down`/`j`, `PgUp`/`b`, `PgDn`/`Space`, `Home`/`g`, `End`/`G` scroll; `A` (shift-a) then `y` approve; `d` deny; `Esc`/`q`/`Left`/`Backspace` back |
- * | approve prompt | `y` approve what is shown; any other key cancels |
+ * | list | `Up`/`k`, `Down`/`j`, `PgUp`, `PgDn`, `Home`/`g`, `End`/`G` select; `Enter`/`Space`/`Right`/`l` open; `d` deny the selected request; `D` deny all; `h` history; `R` grants and rules; `L`/`U` lock/unlock; `p` type the store passphrase; `r` refresh; `q` quit |
+ * | detail | `Up`/`k`, `Down`/`j`, `PgUp`/`b`, `PgDn`/`Space`, `Home`/`g`, `End`/`G` scroll; type the approval code to approve; `d` deny; `+` grant; `r` deny rule; `Esc`/`q`/`Left`/`Backspace` back |
+ * | confirm question | `y` yes; any other key cancels |
  * | history | scroll keys as in detail; `r` reload; `Esc`/`q`/`h`/`Left` back |
+ * | store passphrase | text is the passphrase (never shown); `Enter` unlocks; `Backspace` erases; `Esc`/`Ctrl-U` clear; `Esc` with nothing typed back to the list |
  *
- * `Ctrl-C` quits from anywhere. Decision keys (`A`, `d` in the detail view, `y`) typed within
- * {@link ARM_MS} of the screen showing new content are discarded, so type-ahead cannot approve
- * something the user has not seen.
+ * `Ctrl-C` quits from anywhere. Decision keys typed within {@link ARM_MS} of the screen showing
+ * new content are discarded, so type-ahead cannot approve something the user has not seen.
+ *
+ * The store passphrase prompt ({@link UiState.unlock}): when the store itself is locked and its
+ * backend can be unlocked with a passphrase (`AdminStoreStatus.passwordUnlock`), the list gives
+ * way to the prompt by itself (once: after `Esc` it stays on the list, where `p` opens it again,
+ * until the store was unlocked). The prompt is a screen of its own, titled and worded so that it
+ * cannot be taken for an approval: it shows no request and no approval code, and no key on it
+ * decides a request. The passphrase itself never enters this state: `main.ts` keeps it in a
+ * `PassphraseBuffer` (`passphrase.ts`) and tells the reducer only whether anything is typed. A
+ * store that opens (by the prompt, the PAM hand-off or `ctl unlock`) closes the prompt; when it
+ * opened another way while something was typed, keys are ignored until the typing pauses for the
+ * arming delay ({@link UiState.blockWhileTyping}), so that the rest of a passphrase never acts on
+ * the list. Requests that arrive do not interrupt the prompt (it decides nothing). A store that
+ * cannot be unlocked with a passphrase (`NotSupported`) never shows it.
+ *
+ * Pending secret requests and a locked store: while the store is locked, every `secret.*`
+ * request shows "store locked" in the list and in its detail view, which shows no approval code
+ * and refuses one: approving would only make the read or write fail. It stays pending (deny
+ * still works) and can be approved once the store is unlocked. Signing requests do not need the
+ * store and are not affected.
  *
  * @module
  */
 
 import type {
+  AdminStoreStatus,
   DenyRuleOptions,
   GrantOptions,
   HistoryEntry,
@@ -27,7 +47,6 @@ import type {
   RequestSummary,
   RequestView,
   RuleView,
-  StoreStatus,
 } from "../lib/protocol.ts";
 import type { Style } from "./text.ts";
 import type { PhraseInfo } from "./phrase.ts";
@@ -138,12 +157,27 @@ export type ConfirmState =
   }
   | { kind: "lock" | "unlock"; armedUntil: number };
 
+/**
+ * The store passphrase prompt. Never holds the passphrase (see the module doc): only whether
+ * anything is typed, so that the screen can show a fixed mask.
+ */
+export interface UnlockState {
+  /** True while something is typed (the screen shows a fixed mask, never the length). */
+  typed: boolean;
+  /** An `UnlockStore` call is in flight: input is discarded until it answers. */
+  busy: boolean;
+  /** Why the last attempt failed (raw: escaped by the renderer), or null. */
+  error: string | null;
+  /** The user left the prompt with `Esc`: it does not open by itself until the store opened. */
+  dismissed: boolean;
+}
+
 /** Everything the screen shows. */
 export interface UiState {
   /** Current time, ms since the epoch (from tick events). */
   now: number;
   size: { cols: number; rows: number };
-  screen: "list" | "detail" | "history" | "rules";
+  screen: "list" | "detail" | "history" | "rules" | "unlock";
   conn: ConnState;
   /** Pending requests as last listed (summaries), oldest first. */
   requests: RequestSummary[];
@@ -168,11 +202,20 @@ export interface UiState {
   /** A decision in flight. */
   busy: { id: string; action: "approve" | "deny" } | null;
   /** The secret store's state, once known (raw message). */
-  store: StoreStatus | null;
+  store: AdminStoreStatus | null;
+  /** The store passphrase prompt (screen `unlock`). */
+  unlock: UnlockState;
   /** The VT switch lock: `held` (switching away refused), `free`, or `off` (no VT control). */
   vt: { status: "held" | "free" | "off"; vt: number; note: string | null };
   /** Every key but Ctrl-C is discarded before this time (ms since the epoch). */
   inputBlockedUntil: number;
+  /**
+   * While set, each key discarded by {@link inputBlockedUntil} pushes it on by the arming delay:
+   * input stays blocked until the typing pauses. Set when the passphrase prompt closed by itself
+   * while something was typed (the rest of a passphrase must not reach the list); cleared by the
+   * first key taken after the pause.
+   */
+  blockWhileTyping: boolean;
   /** The arming delay in use, ms ({@link ARM_MS} unless configured). */
   armMs: number;
   /** The per-install phrase shown on every screen, or why there is none (`phrase.ts`). */
@@ -190,7 +233,30 @@ export type UiEvent =
   | { type: "detail"; view: RequestView; at: number }
   /** `Get` failed for the detail view (raw text). */
   | { type: "detailError"; id: string; error: string }
-  | { type: "store"; store: StoreStatus }
+  /** `Status` answered (`at`: when it arrived). */
+  | { type: "store"; store: AdminStoreStatus; at: number }
+  /**
+   * A key on the passphrase prompt, already applied to the passphrase buffer by `main.ts` when
+   * {@link passphraseAccepts} said so: `text` appended, `erase` erased, `clear` and `esc`
+   * cleared it; `full`: the text did not fit; `refused`: not accepted now (input blocked or an
+   * unlock in flight; the buffer was cleared). `empty`: the buffer is empty now.
+   */
+  | {
+    type: "passphrase";
+    key: "text" | "erase" | "clear" | "esc" | "enter" | "full" | "refused";
+    empty: boolean;
+    at: number;
+  }
+  /**
+   * `UnlockStore` answered: `ok`; `wrong` (`WrongPassword`); `unsupported` (`NotSupported`);
+   * `failed` (anything else). `text`: the error text (raw), null when `ok`.
+   */
+  | {
+    type: "unlockResult";
+    outcome: "ok" | "wrong" | "unsupported" | "failed";
+    text: string | null;
+    at: number;
+  }
   | { type: "changed"; id: string; state: RequestState | string }
   | { type: "connection"; status: ConnState["status"]; error?: string | null }
   | { type: "history"; entries: HistoryEntry[] }
@@ -219,6 +285,8 @@ export type Effect =
   | { type: "load"; id: string }
   | { type: "lock" }
   | { type: "unlock" }
+  /** Send the passphrase typed so far with `UnlockStore` (and zero it). */
+  | { type: "unlockStore" }
   /** Discard terminal input not read yet (`tcflush`). */
   | { type: "flushInput" }
   | { type: "loadHistory" }
@@ -252,8 +320,10 @@ export function initialState(
     status: null,
     busy: null,
     store: null,
+    unlock: { typed: false, busy: false, error: null, dismissed: false },
     vt: { status: "off", vt: 0, note: null },
     inputBlockedUntil: 0,
+    blockWhileTyping: false,
     armMs: options.armMs ?? ARM_MS,
     phrase: options.phrase ?? { phrase: null, warning: "no console phrase configured" },
     quit: false,
@@ -281,6 +351,203 @@ function armInput(state: UiState, at: number): Update {
 function requestsDiffer(a: RequestSummary[], b: RequestSummary[]): boolean {
   if (a.length !== b.length) return true;
   return a.some((r, i) => r.id !== b[i].id || r.digest !== b[i].digest);
+}
+
+// ---- the store ------------------------------------------------------------------------------
+
+/**
+ * True when the passphrase prompt can be offered: connected, the store itself locked (not only
+ * the console's lock), and its backend unlockable with a passphrase.
+ */
+export function promptAvailable(state: UiState): boolean {
+  const st = state.store;
+  return state.conn.status === "connected" && st !== null && st.state === "locked" &&
+    !st.consoleLock && st.passwordUnlock === true;
+}
+
+/** True when a request of `kind` cannot be approved now: it needs the store, which is locked. */
+export function storeBlocks(state: UiState, kind: string): boolean {
+  return kind.startsWith("secret.") && state.conn.status === "connected" &&
+    state.store?.state === "locked";
+}
+
+/**
+ * What opens a locked store, in words.
+ *
+ * @param where `list`: said on the list; `detail`: said elsewhere (the way back is named)
+ */
+export function storeLockedHint(state: UiState, where: "list" | "detail" = "list"): string {
+  const st = state.store;
+  const back = where === "list" ? "" : "Esc, then ";
+  if (st?.consoleLock) return `${back}U: lift the console's lock`;
+  if (promptAvailable(state)) return `${back}p: type the store passphrase`;
+  if (st?.passwordUnlock === false) return "it opens only with its own tools (no passphrase here)";
+  return "it must be unlocked first";
+}
+
+/**
+ * Whether a key typed at `at` may go into the passphrase buffer: the prompt is on screen, no
+ * unlock is in flight, and input is not blocked by the arming delay. `main.ts` asks before it
+ * touches the buffer.
+ */
+export function passphraseAccepts(state: UiState, at: number): boolean {
+  return state.screen === "unlock" && !state.quit && !state.unlock.busy &&
+    at >= state.inputBlockedUntil;
+}
+
+/** The prompt, opened (by the user with `p`, or by itself when the store is found locked). */
+function openPrompt(state: UiState): UiState {
+  return {
+    ...state,
+    screen: "unlock",
+    detail: null,
+    confirm: null,
+    unlock: { ...state.unlock, typed: false, dismissed: false },
+  };
+}
+
+/** Back to the list from the prompt (`main.ts` zeroes the buffer when the screen changes). */
+function leavePrompt(state: UiState, dismissed: boolean): UiState {
+  return {
+    ...state,
+    screen: "list",
+    unlock: { ...state.unlock, typed: false, dismissed },
+  };
+}
+
+function onStore(state: UiState, store: AdminStoreStatus, at: number): Update {
+  const wasLocked = state.store?.state === "locked";
+  let next: UiState = { ...state, store };
+  const opened = wasLocked && store.state !== "locked";
+  if (store.state === "unlocked") {
+    next = { ...next, unlock: { ...next.unlock, dismissed: false, error: null } };
+  }
+  if (state.screen === "unlock" && !promptAvailable(next)) {
+    // Someone may be typing the passphrase: the rest of it must not become list keys.
+    next = { ...leavePrompt(next, next.unlock.dismissed), blockWhileTyping: state.unlock.typed };
+    if (store.state === "unlocked") next = withStatus(next, "the secret store is unlocked", "ok");
+    return armInput(next, at);
+  }
+  if (
+    state.screen === "list" && state.confirm === null && !state.unlock.dismissed &&
+    promptAvailable(next) && !promptAvailable(state)
+  ) {
+    return armInput(openPrompt(next), at);
+  }
+  // A secret request on screen whose approval code appears now: that is new content.
+  const d = next.detail;
+  if (opened && next.screen === "detail" && d && storeBlocks(state, d.summary.kind)) {
+    next = { ...next, detail: { ...d, armedUntil: Math.max(d.armedUntil, at + state.armMs) } };
+  }
+  return { state: next, effects: [] };
+}
+
+function onPassphrase(
+  state: UiState,
+  event: Extract<UiEvent, { type: "passphrase" }>,
+): Update {
+  if (state.screen !== "unlock") return { state, effects: [] };
+  const u = state.unlock;
+  const typed = !event.empty;
+  switch (event.key) {
+    case "text":
+    case "erase":
+      return { state: { ...state, unlock: { ...u, typed } }, effects: [] };
+    case "clear":
+      return {
+        state: withStatus({ ...state, unlock: { ...u, typed } }, "cleared: type it again"),
+        effects: [],
+      };
+    case "full":
+      return {
+        state: withStatus(
+          { ...state, unlock: { ...u, typed } },
+          "too long: that key was not taken (Esc clears)",
+          "warn",
+        ),
+        effects: [],
+      };
+    case "refused":
+      return {
+        state: withStatus(
+          { ...state, unlock: { ...u, typed } },
+          u.busy
+            ? "unlocking: wait for the answer"
+            : "key ignored: the screen just changed; what was typed is cleared, type it again",
+          "warn",
+        ),
+        effects: [],
+      };
+    case "esc":
+      if (u.typed) {
+        return {
+          state: withStatus({ ...state, unlock: { ...u, typed } }, "cleared: type it again"),
+          effects: [],
+        };
+      }
+      return {
+        state: withStatus(
+          leavePrompt(state, true),
+          "the store stays locked; p types its passphrase",
+          "warn",
+        ),
+        effects: [],
+      };
+    case "enter":
+      if (u.busy) return { state, effects: [] };
+      if (!u.typed) {
+        return {
+          state: withStatus(state, "type the store passphrase, then press Enter", "warn"),
+          effects: [],
+        };
+      }
+      return {
+        state: withStatus(
+          { ...state, unlock: { ...u, typed: false, busy: true, error: null } },
+          "unlocking the store...",
+        ),
+        effects: [{ type: "unlockStore" }],
+      };
+  }
+}
+
+function onUnlockResult(
+  state: UiState,
+  event: Extract<UiEvent, { type: "unlockResult" }>,
+): Update {
+  const u = { ...state.unlock, busy: false };
+  if (event.outcome === "ok") {
+    // UnlockStore succeeded: the store is open (and the console's lock lifted); the refresh
+    // below brings the daemon's own words.
+    const store: AdminStoreStatus = {
+      state: "unlocked",
+      message: "unlocked with the passphrase typed here",
+      consoleLock: false,
+      passwordUnlock: null,
+    };
+    let next: UiState = {
+      ...state,
+      store,
+      unlock: { ...u, typed: false, error: null, dismissed: false },
+    };
+    if (next.screen === "unlock") next = leavePrompt(next, false);
+    next = withStatus(next, "the secret store is unlocked", "ok");
+    const armed = armInput(next, event.at);
+    return { state: armed.state, effects: [...armed.effects, { type: "refresh" }] };
+  }
+  const error = event.outcome === "wrong"
+    ? "wrong passphrase: the store is still locked. Type it again."
+    : event.outcome === "unsupported"
+    ? `this store cannot be unlocked with a passphrase here: ${event.text ?? ""}`
+    : `the store was not unlocked: ${event.text ?? "unknown error"}`;
+  return {
+    state: withStatus(
+      { ...state, unlock: { ...u, typed: false, error } },
+      event.outcome === "wrong" ? "wrong passphrase: the store is still locked" : error,
+      "error",
+    ),
+    effects: [{ type: "refresh" }],
+  };
 }
 
 // ---- keys -----------------------------------------------------------------------------------
@@ -622,6 +889,20 @@ function onKeyList(state: UiState, key: Key, at: number): Update {
         },
         effects: [],
       };
+    case "p":
+      if (promptAvailable(state)) {
+        return { state: { ...openPrompt(state), status: null }, effects: [] };
+      }
+      return {
+        state: withStatus(
+          state,
+          state.store?.state !== "locked"
+            ? "the secret store is not locked: nothing to unlock"
+            : `the store cannot take a passphrase here: ${storeLockedHint(state)}`,
+          "warn",
+        ),
+        effects: [],
+      };
     case "q":
       return { state: { ...state, quit: true }, effects: [{ type: "quit" }] };
   }
@@ -645,6 +926,12 @@ function onCodeLetter(
     effects: [],
   });
   if (at < d.armedUntil) return reset("too fast: key ignored (new content on screen)", "warn");
+  if (storeBlocks(state, d.view.kind)) {
+    return reset(
+      `cannot approve: the secret store is locked; ${storeLockedHint(state, "detail")}`,
+      "error",
+    );
+  }
   if (letter !== code[d.typed.length]) {
     return reset(`wrong letter: the approval code is ${spaced(code)}; start again`, "error");
   }
@@ -703,7 +990,9 @@ function onKeyDetail(state: UiState, d: DetailState, key: Key, at: number): Upda
       return {
         state: withStatus(
           state,
-          `to approve, type the code ${spaced(approvalCode(d.view!.id, d.view!.digest))}`,
+          storeBlocks(state, d.summary.kind)
+            ? `cannot approve: the secret store is locked; ${storeLockedHint(state, "detail")}`
+            : `to approve, type the code ${spaced(approvalCode(d.view!.id, d.view!.digest))}`,
           "warn",
         ),
         effects: [],
@@ -804,15 +1093,31 @@ export function update(state: UiState, event: UiEvent): Update {
         return onConfirmKey(state, state.confirm, event.key, event.at);
       }
       if (event.at < state.inputBlockedUntil) {
+        if (state.blockWhileTyping) {
+          return {
+            state: withStatus(
+              {
+                ...state,
+                inputBlockedUntil: Math.max(state.inputBlockedUntil, event.at + state.armMs),
+              },
+              "the store opened meanwhile: keys are ignored until you stop typing",
+              "warn",
+            ),
+            effects: [],
+          };
+        }
         return {
           state: withStatus(state, "key ignored: the screen just changed, read it first", "warn"),
           effects: [],
         };
       }
+      if (state.blockWhileTyping) state = { ...state, blockWhileTyping: false };
       if (state.screen === "detail" && state.detail) {
         return onKeyDetail(state, state.detail, event.key, event.at);
       }
       if (state.screen === "history") return onKeyHistory(state, event.key);
+      // The prompt takes raw bytes (passphrase events), never decoded keys.
+      if (state.screen === "unlock") return { state, effects: [] };
       if (state.screen === "rules") return onKeyRules(state, event.key);
       return onKeyList(state, event.key, event.at);
     }
@@ -849,7 +1154,10 @@ export function update(state: UiState, event: UiEvent): Update {
         loaded: true,
         conn: { ...state.conn, status: "connected", error: null },
       };
-      return arm ? armInput(next, event.at) : { state: next, effects: [] };
+      // The prompt shows no request and decides none: what arrives does not interrupt typing.
+      return arm && state.screen !== "unlock"
+        ? armInput(next, event.at)
+        : { state: next, effects: [] };
     }
     case "detail": {
       const d = state.detail;
@@ -909,7 +1217,11 @@ export function update(state: UiState, event: UiEvent): Update {
         effects: [],
       };
     case "store":
-      return { state: { ...state, store: event.store }, effects: [] };
+      return onStore(state, event.store, event.at);
+    case "passphrase":
+      return onPassphrase(state, event);
+    case "unlockResult":
+      return onUnlockResult(state, event);
     case "changed": {
       let next = state;
       const d = state.detail;
@@ -921,8 +1233,19 @@ export function update(state: UiState, event: UiEvent): Update {
     case "connection": {
       const conn: ConnState = { ...state.conn, status: event.status, error: event.error ?? null };
       if (event.status === "unreachable") {
+        const next: UiState = {
+          ...state,
+          conn,
+          requests: [],
+          loaded: false,
+          busy: null,
+          confirm: null,
+          // Unknown until the daemon answers again (and then the prompt may open by itself).
+          store: null,
+          unlock: { ...state.unlock, busy: false },
+        };
         return {
-          state: { ...state, conn, requests: [], loaded: false, busy: null, confirm: null },
+          state: state.screen === "unlock" ? leavePrompt(next, state.unlock.dismissed) : next,
           effects: [],
         };
       }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { RequestView } from "../lib/protocol.ts";
+import type { AdminStoreStatus, RequestView } from "../lib/protocol.ts";
 import {
   approvalCode,
   ARM_MS,
@@ -10,9 +10,19 @@ import {
   type Effect,
   initialState,
   parseKeys,
+  passphraseAccepts,
+  type UiEvent,
   type UiState,
 } from "./state.ts";
-import { hostileCommit, pushRequest, step, summaries, tagRequest } from "./test_support.ts";
+import { render } from "./render.ts";
+import {
+  hostileCommit,
+  pushRequest,
+  secretRead,
+  step,
+  summaries,
+  tagRequest,
+} from "./test_support.ts";
 
 const NOW = 1_700_000_000_000;
 
@@ -352,4 +362,224 @@ Deno.test("status messages expire on tick", () => {
   assert.ok(s.status);
   s = step(s, { type: "tick", now: NOW + 60_000 }).state;
   assert.equal(s.status, null);
+});
+
+// ---- the secret store: locked, the passphrase prompt, requests waiting for it ----------------
+
+const LOCKED: AdminStoreStatus = {
+  state: "locked",
+  message: 'the store\x1b[2J "Login" is locked',
+  consoleLock: false,
+  passwordUnlock: true,
+};
+const UNLOCKED: AdminStoreStatus = {
+  state: "unlocked",
+  message: "the store is unlocked",
+  consoleLock: false,
+  passwordUnlock: null,
+};
+
+/** The screen as plain text. */
+function screen(s: UiState): string {
+  // deno-lint-ignore no-control-regex
+  return render(s, s.size).map((l) => l.replace(/\x1b\[[0-9;]*m/g, "")).join("\n");
+}
+
+/** The store answers `store` now (on the test clock). */
+function storeIs(s: UiState, store: AdminStoreStatus): { state: UiState; effects: Effect[] } {
+  clock += 1;
+  return step(s, { type: "store", store, at: clock });
+}
+
+/** A key on the prompt, as main.ts reports it after applying it to the passphrase buffer. */
+function pass(
+  s: UiState,
+  key: Extract<UiEvent, { type: "passphrase" }>["key"],
+  empty: boolean,
+): { state: UiState; effects: Effect[] } {
+  clock += ARM_MS + 1;
+  return step(s, { type: "passphrase", key, empty, at: clock });
+}
+
+Deno.test("store locked: the prompt opens by itself, once; it shows no request and no code", () => {
+  const view = tagRequest(NOW);
+  let r = storeIs(start([view]), LOCKED);
+  assert.equal(r.state.screen, "unlock");
+  assert.deepEqual(r.effects, [{ type: "flushInput" }], "it appeared by itself: input armed");
+  assert.equal(r.state.inputBlockedUntil, clock + ARM_MS);
+  const text = screen(r.state);
+  assert.match(text, /unlock the secret store/);
+  assert.match(text, /UNLOCK THE SECRET STORE/);
+  assert.match(text, /store: the store\\x1b\[2J "Login" is locked/, "the message, escaped");
+  assert.match(text, /store passphrase: \(nothing typed\)/);
+  assert.match(text, /it approves no request/);
+  assert.match(text, /1 request pending; Esc with nothing typed shows them/);
+  assert.doesNotMatch(text, new RegExp(approvalCode(view.id, view.digest).split("").join(" ")));
+  assert.doesNotMatch(text, /5e6f7a8b|approve:/, "no request on this screen");
+  // Decoded keys do nothing here (main.ts sends passphrase events instead).
+  assert.deepEqual(press(r.state, ["d", "q", "D"]).effects, []);
+  // Esc with nothing typed: back to the list, which says how to come back.
+  r = pass(r.state, "esc", true);
+  assert.equal(r.state.screen, "list");
+  assert.match(r.state.status!.text, /stays locked; p types its passphrase/);
+  assert.match(
+    screen(r.state),
+    /STORE LOCKED +secret requests cannot be approved until it is unlocked; p: type the store passphrase/,
+  );
+  assert.match(screen(r.state), / p unlock the store /, "the key is listed");
+  // It does not come back by itself ...
+  r = storeIs(r.state, LOCKED);
+  assert.equal(r.state.screen, "list");
+  // ... but p opens it.
+  r = press(r.state, ["p"]);
+  assert.equal(r.state.screen, "unlock");
+  // Once the store was unlocked and locks again, it opens by itself again.
+  r = storeIs(pass(r.state, "esc", true).state, UNLOCKED);
+  r = storeIs(r.state, LOCKED);
+  assert.equal(r.state.screen, "unlock");
+});
+
+Deno.test("the prompt: a fixed mask, Esc and Ctrl-U clear, Enter sends; a wrong passphrase may be retried", () => {
+  let s = storeIs(start([]), LOCKED).state;
+  assert.ok(!passphraseAccepts(s, clock), "nothing taken within the arming delay");
+  assert.ok(passphraseAccepts(s, clock + ARM_MS));
+  // Enter with nothing typed sends nothing.
+  let r = pass(s, "enter", true);
+  assert.deepEqual(r.effects, []);
+  assert.match(r.state.status!.text, /type the store passphrase, then press Enter/);
+  r = pass(r.state, "text", false);
+  const one = screen(r.state);
+  assert.match(one, /store passphrase: \*{8}/);
+  r = pass(r.state, "text", false);
+  assert.equal(screen(r.state), one, "more typing: the very same screen (no length shown)");
+  r = pass(r.state, "esc", true);
+  assert.equal(r.state.screen, "unlock", "Esc with something typed only clears");
+  assert.match(screen(r.state), /store passphrase: \(nothing typed\)/);
+  r = pass(pass(r.state, "text", false).state, "clear", true);
+  assert.equal(r.state.unlock.typed, false, "Ctrl-U clears");
+  r = pass(pass(r.state, "text", false).state, "enter", false);
+  assert.deepEqual(r.effects, [{ type: "unlockStore" }]);
+  s = r.state;
+  assert.ok(s.unlock.busy);
+  assert.ok(!passphraseAccepts(s, clock + 10_000), "nothing taken while it is in flight");
+  assert.match(screen(s), /store passphrase: \(unlocking\.\.\.\)/);
+  // Wrong: the prompt stays, says so, takes a new try.
+  r = step(s, { type: "unlockResult", outcome: "wrong", text: "no", at: clock });
+  assert.equal(r.state.screen, "unlock");
+  assert.deepEqual(r.effects, [{ type: "refresh" }]);
+  assert.match(screen(r.state), /wrong passphrase: the store is still locked\. Type it again\./);
+  assert.ok(passphraseAccepts(r.state, clock + 1));
+  // Right: back to the list, input armed (the list appeared), the store re-read.
+  r = pass(pass(r.state, "text", false).state, "enter", false);
+  r = step(r.state, { type: "unlockResult", outcome: "ok", text: null, at: clock });
+  assert.equal(r.state.screen, "list");
+  assert.match(r.state.status!.text, /the secret store is unlocked/);
+  assert.deepEqual(r.effects, [{ type: "flushInput" }, { type: "refresh" }]);
+  assert.equal(r.state.inputBlockedUntil, clock + ARM_MS);
+});
+
+Deno.test("the prompt: refused keys, a store unlocked elsewhere, a lost daemon", () => {
+  let s = storeIs(start([]), LOCKED).state;
+  let r = pass(pass(s, "text", false).state, "refused", true);
+  assert.equal(r.state.unlock.typed, false);
+  assert.match(r.state.status!.text, /what was typed is cleared, type it again/);
+  // A request arriving does not interrupt typing (the prompt decides nothing).
+  s = pass(r.state, "text", false).state;
+  r = step(s, { type: "list", at: clock, requests: summaries([hostileCommit(NOW)]) });
+  assert.deepEqual(r.effects, []);
+  assert.ok(r.state.unlock.typed);
+  assert.match(screen(r.state), /1 request pending/);
+  // The PAM hand-off (or ctl unlock) opened the store: the prompt goes away by itself.
+  r = storeIs(r.state, UNLOCKED);
+  assert.equal(r.state.screen, "list");
+  assert.equal(r.state.unlock.typed, false);
+  assert.match(r.state.status!.text, /the secret store is unlocked/);
+  assert.deepEqual(r.effects, [{ type: "flushInput" }]);
+  // Whoever was typing the passphrase goes on typing: no letter of it reaches the list (d would
+  // deny), however long it goes on, until a pause.
+  let at = clock;
+  for (const k of "passwordpassword") {
+    at += ARM_MS - 50;
+    const x = step(r.state, { type: "key", key: k, at });
+    assert.deepEqual(x.effects, [], k);
+    assert.match(x.state.status!.text, /keys are ignored until you stop typing/);
+    r = x;
+  }
+  r = step(r.state, { type: "key", key: "h", at: at + ARM_MS + 1 });
+  assert.equal(r.state.screen, "history", "after a pause, keys work again");
+  assert.equal(r.state.blockWhileTyping, false);
+  r = step(r.state, { type: "key", key: "<esc>", at: at + ARM_MS + 2 });
+  // The daemon goes away while the prompt is shown: back to the list, prompt again later.
+  s = storeIs(r.state, LOCKED).state;
+  assert.equal(s.screen, "unlock");
+  s = step(s, { type: "connection", status: "unreachable", error: "gone" }).state;
+  assert.equal(s.screen, "list");
+  s = step(s, { type: "connection", status: "connected" }).state;
+  assert.equal(storeIs(s, LOCKED).state.screen, "unlock");
+});
+
+Deno.test("no prompt for a store that takes no passphrase here, nor for the console's own lock", () => {
+  let r = storeIs(start([]), { ...LOCKED, passwordUnlock: false });
+  assert.equal(r.state.screen, "list");
+  assert.match(
+    screen(r.state),
+    /STORE LOCKED .*opens only with its own\s+tools \(no passphrase here\)/,
+  );
+  r = press(r.state, ["p"]);
+  assert.equal(r.state.screen, "list");
+  assert.match(r.state.status!.text, /cannot take a passphrase here/);
+  assert.doesNotMatch(screen(r.state), / p unlock the store /);
+  r = storeIs(r.state, { ...LOCKED, consoleLock: true, passwordUnlock: null });
+  assert.equal(r.state.screen, "list");
+  const text = screen(r.state);
+  assert.match(text, /LOCKED ON THE CONSOLE/);
+  assert.match(text, /every request is refused until U lifts the lock/);
+  // Lifting the console's lock leaves the store itself locked: now the prompt comes.
+  r = storeIs(r.state, LOCKED);
+  assert.equal(r.state.screen, "unlock");
+  // Unlocked: p has nothing to do.
+  r = press(storeIs(r.state, UNLOCKED).state, ["p"]);
+  assert.equal(r.state.screen, "list");
+  assert.match(r.state.status!.text, /not locked: nothing to unlock/);
+});
+
+Deno.test("a secret request on a locked store: 'STORE LOCKED', no code, not approvable; approvable once unlocked", () => {
+  const secret = secretRead(NOW);
+  const commit = hostileCommit(NOW);
+  let s = storeIs(start([secret, commit]), LOCKED).state;
+  s = pass(s, "esc", true).state; // to the list
+  const list = screen(s).split("\n");
+  assert.match(list.find((l) => l.includes("3c4d5e6f"))!, /STORE LOCKED read "Mail password"/);
+  assert.doesNotMatch(list.find((l) => l.includes("1a2b3c4d"))!, /STORE LOCKED/);
+  // Its detail view: the store's state instead of the code, and the code refused.
+  let r = press(s, ["<enter>"]);
+  assert.equal(r.state.detail?.id, secret.id);
+  const code = codeKeys(secret);
+  const text = screen(r.state);
+  assert.match(
+    text,
+    /THE SECRET STORE IS LOCKED: this request cannot be approved until it is unlocked; Esc, then p:\s+type the store passphrase/,
+  );
+  assert.doesNotMatch(text, new RegExp(code.join(" ").toUpperCase()));
+  r = press(r.state, code);
+  assert.deepEqual(r.effects, []);
+  assert.match(r.state.status!.text, /cannot approve: the secret store is locked/);
+  r = press(r.state, ["y"]);
+  assert.match(r.state.status!.text, /cannot approve: the secret store is locked/);
+  // A signing request does not need the store: its code works.
+  r = press(press(r.state, ["<esc>", "j", "<enter>"]).state, codeKeys(commit));
+  assert.deepEqual(r.effects, [{ type: "approve", id: commit.id, digest: commit.digest }]);
+  // The store opens while the secret request is on screen: its code appears, armed.
+  r = press(
+    step(r.state, { type: "decision", id: commit.id, action: "approve", error: null }).state,
+    ["k", "<enter>"],
+  );
+  assert.equal(r.state.detail?.id, secret.id);
+  r = storeIs(r.state, UNLOCKED);
+  assert.equal(r.state.detail!.armedUntil, clock + ARM_MS);
+  assert.match(screen(r.state), new RegExp(`approve: type ${code.join(" ").toUpperCase()}`));
+  const early = step(r.state, { type: "key", key: code[0], at: clock + 1 });
+  assert.match(early.state.status!.text, /too fast/);
+  r = press(r.state, code);
+  assert.deepEqual(r.effects, [{ type: "approve", id: secret.id, digest: secret.digest }]);
 });

@@ -110,6 +110,8 @@ export class FakeAdmin {
   readonly calls: { member: string; body: unknown[] }[] = [];
   /** Members that never get an answer. */
   readonly hang = new Set<string>();
+  /** What `Status` answers (any JSON value, to test the client's checks). */
+  status: unknown = { state: "unlocked", message: "test store" };
   readonly #bus: Bus;
 
   private constructor(bus: Bus) {
@@ -207,6 +209,9 @@ export class FakeAdmin {
         }
         return true;
       }
+      case "Status":
+        this.#reply(msg, "s", [JSON.stringify(this.status)]);
+        return true;
       case "History": {
         const limit = (body[0] as number) || 100;
         this.#reply(msg, "s", [JSON.stringify(this.history.slice(-limit))]);
@@ -406,6 +411,47 @@ export function pushRequest(now = Date.now()): RequestView {
         }],
       },
       reported: { repo: "/home/alice/src/project" },
+    },
+    message: null,
+  };
+}
+
+/** A pending `secret.read` request of secret-tool for one item ("Mail password"). */
+export function secretRead(now = Date.now()): RequestView {
+  return {
+    id: fixtureId("3c4d5e6f"),
+    kind: "secret.read",
+    state: "pending",
+    createdAt: now - 2_000,
+    expiresAt: now + 100_000,
+    decidedAt: null,
+    digest: "c4".repeat(32),
+    caller: { busName: ":1.5", uid: 1000, pid: 900, cmdline: ["deno run agent"], exe: null },
+    secret: {
+      operation: "read",
+      items: [{
+        path: "/org/freedesktop/secrets/collection/login/1",
+        collection: "/org/freedesktop/secrets/collection/login",
+        label: "Mail password",
+        attributes: { service: "mail", user: "alice" },
+        created: 1_700_000_000,
+        modified: 1_700_000_000,
+      }],
+      collection: { path: "/org/freedesktop/secrets/collection/login", label: "Login" },
+      client: {
+        busName: ":1.77",
+        pid: 4242,
+        uid: 1000,
+        exe: "/usr/bin/secret-tool",
+        cmdline: ["secret-tool", "lookup", "service", "mail"],
+        cwd: "/home/alice",
+      },
+      clientCheck: {
+        pid: 4242,
+        uid: 1000,
+        cmdline: ["secret-tool lookup service mail"],
+        consistent: true,
+      },
     },
     message: null,
   };

@@ -9,64 +9,14 @@
  */
 
 import assert from "node:assert/strict";
-import xterm from "@xterm/headless";
 import type { RequestView } from "../lib/protocol.ts";
-import { type Harness, harness } from "./app_fakes.ts";
+import { consoleOnXterm, type Harness, type XtermScreen } from "./app_fakes.ts";
 import { approvalCode } from "./approval_code.ts";
 import { hostileCommit } from "./test_support.ts";
 
-const COLS = 100;
 /** The fake clock's start (`vt_fakes.ts`): fixtures are made at this time. */
 const NOW = 1_700_000_000_000;
 const ROWS = 30;
-
-interface Screen {
-  term: InstanceType<typeof xterm.Terminal>;
-  titles: string[];
-  bells: number;
-  /** The visible rows as text. */
-  lines(): string[];
-}
-
-/** A console whose every output byte goes into a headless xterm of the same size. */
-async function consoleOnXterm(
-  requests: RequestView[],
-): Promise<{ h: Harness; screen: Screen; settleScreen(): Promise<void> }> {
-  const term = new xterm.Terminal({ cols: COLS, rows: ROWS, allowProposedApi: true });
-  const titles: string[] = [];
-  let bells = 0;
-  term.onTitleChange((t) => titles.push(t));
-  term.onBell(() => bells++);
-  let pending = Promise.resolve();
-  const h = await harness({ size: { cols: COLS, rows: ROWS } });
-  // Replay what was written before the hook, then follow every write.
-  const feed = (bytes: Uint8Array) => {
-    pending = pending.then(() => new Promise<void>((r) => term.write(bytes, r)));
-  };
-  for (const c of h.term.chunks) feed(c);
-  h.term.onWrite = feed;
-  for (const r of requests) h.admin.add(r);
-  await h.advance(1_500);
-  const screen: Screen = {
-    term,
-    titles,
-    get bells() {
-      return bells;
-    },
-    lines() {
-      const b = term.buffer.active;
-      return Array.from({ length: ROWS }, (_, i) => b.getLine(i)!.translateToString(true));
-    },
-  };
-  return {
-    h,
-    screen,
-    async settleScreen() {
-      await h.advance(100);
-      await pending;
-    },
-  };
-}
 
 /** Presses keys on the console (after the arming delay). */
 async function press(h: Harness, keys: string): Promise<void> {
@@ -84,7 +34,7 @@ function assertFrame(lines: string[]): void {
 /** Visits every page of the open detail view; returns all rows seen, in order, without repeats. */
 async function allPages(
   h: Harness,
-  screen: Screen,
+  screen: XtermScreen,
   settle: () => Promise<void>,
 ): Promise<string[]> {
   const seen: string[] = [];

@@ -1,6 +1,7 @@
 /**
  * The admin interface `org.secretsdispatcher.Admin1` on the companion bus: list, get, approve,
- * deny, history, grants and deny rules, the lock, and the `Changed` signal. It exists only there: nothing reachable from the
+ * deny, history, grants and deny rules, the lock, the store's status and unlocking, and the
+ * `Changed` signal. It exists only there: nothing reachable from the
  * system bus can approve anything (DESIGN.md §4). Members and signatures: `ADMIN_MEMBERS` in
  * `lib/protocol.ts`.
  *
@@ -13,6 +14,7 @@ import {
   ADMIN_MEMBERS,
   ADMIN_NAME,
   ADMIN_PATH,
+  type AdminStoreStatus,
   type DenyRuleOptions,
   Errors,
   type GrantOptions,
@@ -91,15 +93,40 @@ export class AdminService {
 
   /** Broadcasts `Changed(id, state)` on the companion bus. */
   changed(view: RequestView): void {
+    this.#signalChanged(view.id, view.state);
+  }
+
+  /** Broadcasts `Changed("", "store")`: the store's lock state may have changed. */
+  storeChanged(): void {
+    this.#signalChanged("", "store");
+  }
+
+  #signalChanged(id: string, state: string): void {
     try {
       this.#bus.sendSignal({
         path: ADMIN_PATH,
         interface: ADMIN_IFACE,
         member: "Changed",
         signature: "ss",
-        body: [view.id, view.state],
+        body: [id, state],
       });
     } catch { /* companion bus gone; main notices */ }
+  }
+
+  /**
+   * The store's state for `Status`: the console's lock, and whether its passphrase can open it.
+   * Never throws.
+   */
+  async #storeStatus(): Promise<AdminStoreStatus> {
+    const consoleLock = this.#manager.locked;
+    const base: StoreStatus = this.#status
+      ? await this.#status()
+      : { state: "unavailable", message: "no secret store is configured" };
+    let passwordUnlock: boolean | null = null;
+    if (base.state === "locked" && !consoleLock) {
+      passwordUnlock = this.#unlocker ? await this.#unlocker.supported().catch(() => null) : false;
+    }
+    return { state: base.state, message: base.message, consoleLock, passwordUnlock };
   }
 
   #dispatch(msg: Message): boolean {
@@ -156,15 +183,7 @@ export class AdminService {
     }
     this.#manager.unlock(); // the store is open again: so is the console's lock
     this.#log("unlock: the secret store is unlocked");
-    try {
-      this.#bus.sendSignal({
-        path: ADMIN_PATH,
-        interface: ADMIN_IFACE,
-        member: "Changed",
-        signature: "ss",
-        body: ["", "store"],
-      });
-    } catch { /* companion bus gone; main notices */ }
+    this.storeChanged();
   }
 
   async #call(member: keyof typeof ADMIN_MEMBERS, args: unknown[]): Promise<string | undefined> {
@@ -234,17 +253,15 @@ export class AdminService {
         for (const problem of await (this.#onLock?.() ?? Promise.resolve([]))) {
           this.#log(`lock: ${problem}`);
         }
+        this.storeChanged();
         return undefined;
       case "Unlock":
         this.#manager.unlock();
         this.#log("unlocked on the console");
+        this.storeChanged();
         return undefined;
       case "Status":
-        return JSON.stringify(
-          this.#status
-            ? await this.#status()
-            : { state: "unavailable", message: "no secret store is configured" },
-        );
+        return JSON.stringify(await this.#storeStatus());
     }
   }
 }

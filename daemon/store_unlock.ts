@@ -48,6 +48,13 @@ export interface StoreUnlocker {
    * @throws {WrongPasswordError}, {@link UnlockNotSupportedError}, {@link StoreUnavailableError}
    */
   unlock(password: Uint8Array): Promise<void>;
+  /**
+   * Whether {@link unlock} can work with this backend at all (false: it would throw
+   * {@link UnlockNotSupportedError}). Asked afresh each time: the backend may be replaced.
+   *
+   * @throws {StoreUnavailableError} when the backend does not answer
+   */
+  supported(): Promise<boolean>;
 }
 
 /** {@link StoreUnlocker} over gnome-keyring's private interface on the companion bus. */
@@ -62,6 +69,10 @@ export class MasterPasswordUnlocker implements StoreUnlocker {
   constructor(bus: Bus, options: { timeoutMs?: number } = {}) {
     this.#bus = bus;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
+  }
+
+  supported(): Promise<boolean> {
+    return this.#offersMasterPassword();
   }
 
   async unlock(password: Uint8Array): Promise<void> {

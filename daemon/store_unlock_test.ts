@@ -55,6 +55,7 @@ Deno.test("a locked store: a wrong password leaves it locked, the right one unlo
   await withKeyring(async ({ bus, backend, unlocker }) => {
     await service(bus, "Lock", "ao", [[LOGIN]]);
     assert.equal((await backend.status()).state, "locked");
+    assert.equal(await unlocker.supported(), true, "gnome-keyring takes a master password");
     await assert.rejects(unlocker.unlock(enc("not it")), WrongPasswordError);
     assert.equal((await backend.status()).state, "locked");
     await assert.rejects(unlocker.unlock(new Uint8Array()), WrongPasswordError);
@@ -100,6 +101,7 @@ Deno.test("a backend without the master-password interface: not supported; none 
     buses.push(client);
     const unlocker = new MasterPasswordUnlocker(client, { timeoutMs: 1000 });
     await assert.rejects(unlocker.unlock(enc("pw")), StoreUnavailableError);
+    await assert.rejects(unlocker.supported(), StoreUnavailableError);
 
     const other = await Bus.connect(companion.address, { timeoutMs: 5000 });
     buses.push(other);
@@ -113,6 +115,7 @@ Deno.test("a backend without the master-password interface: not supported; none 
       return true;
     });
     await other.requestName(SECRETS_NAME);
+    assert.equal(await unlocker.supported(), false);
     await assert.rejects(unlocker.unlock(enc("pw")), UnlockNotSupportedError);
   } finally {
     for (const b of buses) b.close();

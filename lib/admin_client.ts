@@ -37,6 +37,7 @@ import {
   ADMIN_MEMBERS,
   ADMIN_NAME,
   ADMIN_PATH,
+  type AdminStoreStatus,
   type DenyRuleOptions,
   type GrantOptions,
   type HistoryEntry,
@@ -44,7 +45,6 @@ import {
   type RequestSummary,
   type RequestView,
   type RuleView,
-  type StoreStatus,
 } from "./protocol.ts";
 
 // The defaults of ConnectOptions are the Bus's own (connect 5 s, call 10 s), re-exported here.
@@ -365,12 +365,6 @@ export class AdminClient {
   }
 
   /**
-   * The newest history entries, newest last.
-   *
-   * @param limit at most this many entries; 0 means the daemon's default (100)
-   * @throws {AdminError} | {AdminUnreachableError}
-   */
-  /**
    * Unlocks the secret store with `password` (the bytes exactly as typed; the daemon never logs
    * them), or creates its default collection with it when it has none.
    *
@@ -387,22 +381,38 @@ export class AdminClient {
   }
 
   /**
-   * The secret store's state as the daemon sees its backend.
+   * The secret store's state as the daemon sees its backend, whether the console's lock is on,
+   * and whether {@link unlockStore} can open it. A daemon that does not send `consoleLock` or
+   * `passwordUnlock` (an older one) is read as `false` and `null`.
    *
    * @throws {AdminError} with `BAD_REPLY_ERROR` for a malformed reply; errors as {@link list}
    */
-  async status(): Promise<StoreStatus> {
-    const value = await this.#callJson("Status", []) as Partial<StoreStatus> | null;
+  async status(): Promise<AdminStoreStatus> {
+    const value = await this.#callJson("Status", []) as Partial<AdminStoreStatus> | null;
     if (
       typeof value !== "object" || value === null ||
       !["unlocked", "locked", "unavailable"].includes(String(value.state)) ||
-      typeof value.message !== "string"
+      typeof value.message !== "string" ||
+      !(value.consoleLock === undefined || typeof value.consoleLock === "boolean") ||
+      !(value.passwordUnlock === undefined || value.passwordUnlock === null ||
+        typeof value.passwordUnlock === "boolean")
     ) {
       throw new AdminError(BAD_REPLY_ERROR, "Status: reply is not a store status");
     }
-    return { state: value.state as StoreStatus["state"], message: value.message };
+    return {
+      state: value.state as AdminStoreStatus["state"],
+      message: value.message,
+      consoleLock: value.consoleLock ?? false,
+      passwordUnlock: value.passwordUnlock ?? null,
+    };
   }
 
+  /**
+   * The newest history entries, newest last.
+   *
+   * @param limit at most this many entries; 0 means the daemon's default (100)
+   * @throws {AdminError} | {AdminUnreachableError}
+   */
   async history(limit = 0): Promise<HistoryEntry[]> {
     if (!Number.isSafeInteger(limit) || limit < 0 || limit > 0xffffffff) {
       throw new RangeError(`bad history limit ${limit}`);

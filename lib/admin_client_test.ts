@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AdminClient, AdminError, AdminUnreachableError } from "./admin_client.ts";
+import { AdminClient, AdminError, AdminUnreachableError, BAD_REPLY_ERROR } from "./admin_client.ts";
 import { Errors } from "./protocol.ts";
 import {
   FakeAdmin,
@@ -74,6 +74,37 @@ Deno.test("AdminClient against a fake admin service", async (t) => {
       }];
       assert.deepEqual(await client.history(5), fake.history);
       assert.deepEqual(fake.calls.at(-1), { member: "History", body: [5] });
+    });
+    await t.step("status: the console's lock and password unlocking; checked", async () => {
+      fake.status = {
+        state: "locked",
+        message: "m",
+        consoleLock: false,
+        passwordUnlock: true,
+      };
+      assert.deepEqual(await client.status(), fake.status);
+      fake.status = { state: "locked", message: "from an older daemon" };
+      assert.deepEqual(await client.status(), {
+        state: "locked",
+        message: "from an older daemon",
+        consoleLock: false,
+        passwordUnlock: null,
+      });
+      for (
+        const bad of [
+          { state: "open", message: "m" },
+          { state: "locked", message: "m", consoleLock: "yes" },
+          { state: "locked", message: "m", passwordUnlock: 1 },
+          null,
+        ]
+      ) {
+        fake.status = bad;
+        await assert.rejects(
+          client.status(),
+          (e: unknown) => e instanceof AdminError && e.dbusName === BAD_REPLY_ERROR,
+          JSON.stringify(bad),
+        );
+      }
     });
     await t.step("a call that gets no answer times out", async () => {
       fake.hang.add("List");

@@ -432,11 +432,39 @@ export interface StoreStatus {
 }
 
 /**
+ * What the admin `Status` returns: the {@link StoreStatus} plus what the console needs to offer
+ * unlocking the store on its VT. (The system bus's `StoreStatus` carries `state` and `message`
+ * only.)
+ */
+export interface AdminStoreStatus extends StoreStatus {
+  /**
+   * True while the console's lock (`Lock`) is on: `state` is then `locked` whatever the store
+   * itself says, and `Unlock` (or `UnlockStore`) lifts it.
+   */
+  consoleLock: boolean;
+  /**
+   * Whether `UnlockStore` can open the store with its passphrase: `true` when the store itself is
+   * locked and its backend offers password unlocking (gnome-keyring's master-password
+   * interface); `false` when it is locked and the backend does not (`UnlockStore` would answer
+   * `NotSupported`: it opens only with the backend's own tools); `null` when the question does
+   * not arise (unlocked, unavailable, or only the console's lock is on) or the backend did not
+   * answer it.
+   */
+  passwordUnlock: boolean | null;
+}
+
+/**
  * How long an approved read (or the read-back of an approved write) may fetch the item values
  * with `Request1.GetSecrets`, in milliseconds: long enough for libsecret's double read, short
  * enough that an approval is not a standing grant.
  */
 export const READ_WINDOW_MS = 10_000;
+
+/**
+ * Longest store password `ctl unlock --password-stdin` and the console's passphrase prompt take,
+ * in bytes (longer input is refused, not cut).
+ */
+export const MAX_PASSWORD_BYTES = 4096;
 
 /** Largest secret value accepted for writing, in bytes (1 MiB). */
 export const MAX_SECRET_BYTES = 1024 * 1024;
@@ -483,8 +511,9 @@ export function requestIdFromPath(path: string): string | null {
  *   `NoSuchRequest`, `DigestMismatch`, `NotPending`.
  * - `Deny(s id, s reason)`: full id. Errors: `NoSuchRequest`, `NotPending`.
  * - `History(u limit) → s`: JSON `HistoryEntry[]`, newest last, at most `limit` (0 = 100).
- * - `Status() → s`: JSON {@link StoreStatus} of the secret store (`locked` while the console's
- *   lock is on).
+ * - `Status() → s`: JSON {@link AdminStoreStatus} of the secret store: its state (`locked` while
+ *   the console's lock is on), whether the console's lock is on, and whether `UnlockStore` can
+ *   open it with a passphrase (the console offers its passphrase prompt only then).
  * - `UnlockStore(ay password)`: unlocks (or, when the store has no default collection, creates)
  *   the store's default collection with these bytes, and lifts the console's lock; never logged.
  *   Errors: `WrongPassword`, `NotSupported` (the backend has no master-password interface),
@@ -497,9 +526,11 @@ export function requestIdFromPath(path: string): string | null {
  * - `Rules() → s`: JSON {@link RuleView}`[]` of the grants and deny rules in force.
  * - `Revoke(s id)`: ends a grant or rule. Errors: `NoSuchRequest` (no such rule).
  * - `Lock()`: ends every pending request (denied), drops every grant and open read window, and
- *   refuses new requests with `StoreLocked` until `Unlock()`.
- * - `Unlock()`: accepts requests again.
- * - signal `Changed(s id, s state)`: a request was created or changed state.
+ *   refuses new requests with `StoreLocked` until `Unlock()`. Emits `Changed("", "store")`.
+ * - `Unlock()`: accepts requests again. Emits `Changed("", "store")`.
+ * - signal `Changed(s id, s state)`: a request was created or changed state; with an empty `id`
+ *   and `state` `store`, the store's lock state may have changed (re-read `Status`). The store can
+ *   also lock or unlock behind the daemon's back (its own timeout, its own tools): poll `Status`.
  */
 export const ADMIN_MEMBERS = {
   List: { in: "", out: "s" },

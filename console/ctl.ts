@@ -31,6 +31,7 @@
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_client.ts";
 import {
+  Errors,
   MAX_PASSWORD_BYTES,
   type RequestSummary,
   type RequestView,
@@ -400,7 +401,8 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
     .option("--password-stdin", "read the store's password from stdin (never from argv)")
     .option(
       "--wait <seconds>",
-      "wait up to this long for the daemon to appear (the PAM hand-off arrives before it starts)",
+      "wait up to this long for the daemon and its store to appear (the PAM hand-off arrives " +
+        "before they start)",
       (v) => {
         if (!/^\d+$/.test(v) || Number(v) > 600) {
           throw new CommanderError(EXIT_USAGE, "ctl.badWait", "--wait takes 0..600 seconds");
@@ -429,7 +431,11 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
             await (await connect()).unlockStore(password);
             break;
           } catch (err) {
-            if (!(err instanceof AdminUnreachableError) || Date.now() >= deadline) throw err;
+            // The daemon not there yet, or there before the store it fronts (both start with
+            // the login): wait for either within --wait.
+            const starting = err instanceof AdminUnreachableError ||
+              (err instanceof AdminError && err.dbusName === Errors.StoreUnavailable);
+            if (!starting || Date.now() >= deadline) throw err;
             (client as AdminClient | null)?.close();
             client = null;
             await sleep(500);

@@ -215,6 +215,45 @@ Deno.test("safeJson keeps the value and hides nothing", () => {
   assert.equal(Errors.NotPending.split(".").at(-1), "NotPending");
 });
 
+Deno.test("ctl unlock --wait also waits for the store behind a running daemon", async () => {
+  const bus = await startTestBus();
+  const fake = await FakeAdmin.start(bus.address, []);
+  try {
+    const env = { [ADDRESS_ENV]: bus.address };
+    const stdin = () => ReadableStream.from([new TextEncoder().encode("pw\n")]);
+    // The backend is still starting twice, then the store opens.
+    fake.unlockStoreErrors = [Errors.StoreUnavailable, Errors.StoreUnavailable];
+    const ok = captureIo(env);
+    const sleep = () => new Promise<void>((r) => setTimeout(r, 10));
+    assert.equal(
+      await main(["unlock", "--password-stdin", "--wait", "5"], { ...ok, stdin, sleep }),
+      0,
+    );
+    assert.match(ok.stdout, /store unlocked/);
+    assert.deepEqual(fake.unlockPasswords.map((p) => new TextDecoder().decode(p)), [
+      "pw",
+      "pw",
+      "pw",
+    ]);
+    // A wrong password is not retried: it fails at once.
+    fake.unlockStoreErrors = [Errors.WrongPassword];
+    const wrong = captureIo(env);
+    assert.notEqual(
+      await main(["unlock", "--password-stdin", "--wait", "5"], { ...wrong, stdin, sleep }),
+      0,
+    );
+    assert.equal(fake.unlockPasswords.length, 4);
+    // Without --wait an unavailable store is an error at once.
+    fake.unlockStoreErrors = [Errors.StoreUnavailable];
+    const once = captureIo(env);
+    assert.notEqual(await main(["unlock", "--password-stdin"], { ...once, stdin, sleep }), 0);
+    assert.equal(fake.unlockPasswords.length, 5);
+  } finally {
+    fake.stop();
+    await bus.stop();
+  }
+});
+
 Deno.test("ctl unlock reads the password only from stdin, bounded, and waits for the daemon", async () => {
   const stdin = (text: string | Uint8Array) => () =>
     ReadableStream.from([typeof text === "string" ? new TextEncoder().encode(text) : text]);

@@ -112,6 +112,10 @@ export class FakeAdmin {
   readonly hang = new Set<string>();
   /** What `Status` answers (any JSON value, to test the client's checks). */
   status: unknown = { state: "unlocked", message: "test store" };
+  /** Errors `UnlockStore` answers, one per call, before it succeeds (D-Bus error names). */
+  unlockStoreErrors: string[] = [];
+  /** Passwords `UnlockStore` received (bytes as sent). */
+  readonly unlockPasswords: Uint8Array[] = [];
   readonly #bus: Bus;
 
   private constructor(bus: Bus) {
@@ -212,6 +216,13 @@ export class FakeAdmin {
       case "Status":
         this.#reply(msg, "s", [JSON.stringify(this.status)]);
         return true;
+      case "UnlockStore": {
+        this.unlockPasswords.push(new Uint8Array(body[0] as Uint8Array));
+        const err = this.unlockStoreErrors.shift();
+        if (err) this.#error(msg, err, `test: ${err.split(".").at(-1)}`);
+        else this.#reply(msg);
+        return true;
+      }
       case "History": {
         const limit = (body[0] as number) || 100;
         this.#reply(msg, "s", [JSON.stringify(this.history.slice(-limit))]);

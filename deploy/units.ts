@@ -128,7 +128,9 @@ export function busUnit(d: Deployment): string {
       "StartLimitIntervalSec=0",
     ]],
     ["Service", [
-      "Type=simple",
+      // dbus-daemon says READY=1 once it listens, so units ordered after this one find the socket.
+      "Type=notify",
+      "NotifyAccess=main",
       ...commonService(d),
       `ExecStart=${
         execLine([

@@ -320,13 +320,16 @@ export function dirStep(host: Host, spec: DirSpec): Step {
   });
 }
 
-/** The companion user: a system user with the nologin shell and its home in the store. */
+/**
+ * The companion user: a regular user (uid from the login range, as the issue asks, so it is a
+ * person's account like alice's, not a service's) with a locked password, the nologin shell and
+ * its home in the store. Display managers hide it (nologin is not in /etc/shells).
+ */
 export function companionUserStep(
   host: Host,
   spec: { name: string; home: string; shell: string; comment: string },
 ): Step {
   const useradd = [
-    "--system",
     "--user-group",
     "--no-create-home",
     "--home-dir",
@@ -339,7 +342,7 @@ export function companionUserStep(
   ];
   return step({
     id: "user",
-    title: `companion user ${spec.name} (system user, shell ${spec.shell}, home ${spec.home})`,
+    title: `companion user ${spec.name} (regular user, shell ${spec.shell}, home ${spec.home})`,
     actions: [`useradd ${useradd.map((a) => (a.includes(" ") ? `'${a}'` : a)).join(" ")}`],
     undoActions: [`userdel ${spec.name}`],
     async check() {

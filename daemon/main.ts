@@ -30,6 +30,7 @@ import { SecretRequests } from "./secret_requests.ts";
 import { SecretServiceBackend } from "./secret_service_backend.ts";
 import { MasterPasswordUnlocker } from "./store_unlock.ts";
 import { DispatcherService } from "./system_service.ts";
+import { stopUnit, UNIT_NAME } from "./systemd.ts";
 
 /** Daemon configuration, read from the environment. */
 export interface DaemonConfig {
@@ -40,6 +41,11 @@ export interface DaemonConfig {
   gnupgHome?: string;
   gpg: string;
   ttlMs: number;
+  /**
+   * `SD_LOCK_STOP_UNIT`: the unit the lock stops (the companion target, which takes this daemon,
+   * the console, the store and the companion bus with it); none in the demo and tests.
+   */
+  lockStopUnit?: string;
 }
 
 /**
@@ -57,6 +63,10 @@ export function readConfig(env: (name: string) => string | undefined): DaemonCon
   if (!Number.isSafeInteger(uid) || uid < 0) throw new Error("SD_CLIENT_UID must be a uid");
   const ttl = Number(env("SD_REQUEST_TTL") ?? "300");
   if (!(ttl > 0 && ttl <= 86400)) throw new Error("SD_REQUEST_TTL must be 1..86400 seconds");
+  const lockStopUnit = env("SD_LOCK_STOP_UNIT") || undefined;
+  if (lockStopUnit !== undefined && !UNIT_NAME.test(lockStopUnit)) {
+    throw new Error("SD_LOCK_STOP_UNIT must be a systemd unit name (.target or .service)");
+  }
   return {
     clientUid: uid,
     systemBus: systemBusAddress(env),
@@ -65,6 +75,7 @@ export function readConfig(env: (name: string) => string | undefined): DaemonCon
     gnupgHome: env("GNUPGHOME") || undefined,
     gpg: env("SD_GPG") || "/usr/bin/gpg",
     ttlMs: ttl * 1000,
+    lockStopUnit,
   };
 }
 
@@ -133,6 +144,15 @@ export async function main(): Promise<number> {
       const problems: string[] = [];
       await backend.lockAll().catch((e) => problems.push(`the store: ${errorText(e)}`));
       await gpg.forgetPassphrases().catch((e) => problems.push(`gpg-agent: ${errorText(e)}`));
+      if (config.lockStopUnit) {
+        // Last: this process is one of the units that stop.
+        try {
+          await stopUnit(systemBus, config.lockStopUnit);
+          log(`lock: stopping ${config.lockStopUnit}`);
+        } catch (e) {
+          problems.push(`stopping ${config.lockStopUnit}: ${errorText(e)}`);
+        }
+      }
       return problems;
     },
     log,

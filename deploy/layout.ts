@@ -74,6 +74,11 @@ export interface UnitNames {
   daemon: string;
   /** The trusted console on `/dev/tty<vt>`. */
   console: string;
+  /**
+   * The target that holds the four companion units together (`PartOf=`): it starts with the
+   * desktop user's login, and stopping it (the lock) stops them all.
+   */
+  companion: string;
   /** The root-only socket receiving the login password from the PAM helper. */
   unlockSocket: string;
   /** The per-connection template service behind {@link unlockSocket} (`…@.service`). */
@@ -140,6 +145,8 @@ export interface Deployment {
   policyFile: string;
   /** `/etc/tmpfiles.d/secrets-dispatcher-<user>.conf`. */
   tmpfilesFile: string;
+  /** `/etc/polkit-1/rules.d/50-secrets-dispatcher-<user>.rules` (see `deploy/polkit.ts`). */
+  polkitRuleFile: string;
   /** `/usr/share/pam-configs/secrets-dispatcher`. */
   pamProfile: string;
   /** The desktop user's `~/.config/systemd/user`. */
@@ -237,12 +244,14 @@ export function deployment(config: DeployConfig): Deployment {
       backend: `secrets-dispatcher-backend@${user}.service`,
       daemon: `secrets-dispatcher-daemon@${user}.service`,
       console: `secrets-dispatcher-console@${user}.service`,
+      companion: `secrets-dispatcher-companion@${user}.target`,
       unlockSocket: `secrets-dispatcher-unlock-${user}.socket`,
       unlockService: `secrets-dispatcher-unlock-${user}@.service`,
       agent: "secrets-dispatcher-agent.service",
     },
     policyFile: `/etc/dbus-1/system.d/org.secretsdispatcher.Dispatcher1.u${config.uid}.conf`,
     tmpfilesFile: `/etc/tmpfiles.d/secrets-dispatcher-${user}.conf`,
+    polkitRuleFile: `/etc/polkit-1/rules.d/50-secrets-dispatcher-${user}.rules`,
     pamProfile: `/usr/share/pam-configs/${PAM_PROFILE_NAME}`,
     userUnitDir: `${config.home}/.config/systemd/user`,
     autostartFile: `${config.home}/.config/autostart/secrets-dispatcher-agent.desktop`,
@@ -267,5 +276,12 @@ export function deployment(config: DeployConfig): Deployment {
 
 /** The system units of a deployment that `systemctl enable` installs (socket included). */
 export function enabledUnits(d: Deployment): string[] {
-  return [d.units.bus, d.units.backend, d.units.daemon, d.units.console, d.units.unlockSocket];
+  return [
+    d.units.bus,
+    d.units.backend,
+    d.units.daemon,
+    d.units.console,
+    d.units.companion,
+    d.units.unlockSocket,
+  ];
 }

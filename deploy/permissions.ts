@@ -90,6 +90,7 @@ export const ENTRYPOINTS: Record<Entrypoint, EntrypointSpec> = {
       "SD_STATE_DIR",
       "SD_GPG",
       "SD_REQUEST_TTL",
+      "SD_LOCK_STOP_UNIT",
       "GNUPGHOME",
     ],
     flags(p) {

@@ -104,7 +104,28 @@ function companionPaths(d: Deployment): Paths {
 
 function loginBinding(d: Deployment): string[] {
   const userUnit = `user@${d.uid}.service`;
-  return [`BindsTo=${userUnit}`, `After=${userUnit}`];
+  return [`BindsTo=${userUnit}`, `After=${userUnit}`, `PartOf=${d.units.companion}`];
+}
+
+/**
+ * The companion as one unit: a target that starts with the desktop user's login (`BindsTo=`,
+ * `WantedBy=user@<uid>.service`) and wants the four companion services, which are `PartOf=` it.
+ * Stopping it stops them all: the lock does that (the daemon asks systemd, which asks polkit:
+ * see `deploy/polkit.ts`), and the desktop user may start it again (`systemctl start`).
+ */
+export function companionTarget(d: Deployment): string {
+  const userUnit = `user@${d.uid}.service`;
+  const services = [d.units.bus, d.units.backend, d.units.daemon, d.units.console];
+  return unitText([
+    ["Unit", [
+      `Description=secrets-dispatcher: the companion of ${d.user} (${d.companion})`,
+      `BindsTo=${userUnit}`,
+      `After=${userUnit}`,
+      `Wants=${services.join(" ")}`,
+      "StartLimitIntervalSec=0",
+    ]],
+    ["Install", [`WantedBy=${userUnit}`]],
+  ], `${d.units.companion}: the companion of ${d.user}, started and stopped as one`);
 }
 
 function commonService(d: Deployment): string[] {
@@ -213,6 +234,7 @@ export function daemonUnit(d: Deployment): string {
         SD_STATE_DIR: d.stateDir,
         GNUPGHOME: d.gnupgHome,
         SD_GPG: d.gpg,
+        SD_LOCK_STOP_UNIT: d.units.companion,
       }),
       "Restart=always",
       "RestartSec=2",
@@ -367,6 +389,7 @@ export function systemUnits(d: Deployment): Record<string, string> {
     [d.units.backend]: backendUnit(d),
     [d.units.daemon]: daemonUnit(d),
     [d.units.console]: consoleUnit(d),
+    [d.units.companion]: companionTarget(d),
     [d.units.unlockSocket]: unlockSocketUnit(d),
     [d.units.unlockService]: unlockServiceUnit(d),
   };

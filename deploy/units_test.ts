@@ -46,7 +46,7 @@ function section(text: string, name: string): string[] {
 Deno.test("every companion service is hardened, tied to the login and has a clean environment", () => {
   const d = alice();
   for (const [name, text] of Object.entries(systemUnits(d))) {
-    if (name.endsWith(".socket")) continue;
+    if (name.endsWith(".socket") || name.endsWith(".target")) continue;
     const service = section(text, "Service");
     for (const h of HARDENING) assert.ok(service.includes(h), `${name} lacks ${h}`);
     assert.ok(service.includes("User=secrets-alice"), name);
@@ -71,13 +71,29 @@ Deno.test("every companion service is hardened, tied to the login and has a clea
     const unit = section(text, "Unit");
     assert.ok(unit.includes("BindsTo=user@1000.service"), name);
     assert.ok(unit.includes("After=user@1000.service"), name);
+    // Stopping the companion target (the lock) stops each of them.
+    assert.ok(unit.includes("PartOf=secrets-dispatcher-companion@alice.target"), name);
     assert.deepEqual(section(text, "Install"), ["WantedBy=user@1000.service"], name);
   }
+  const target = systemUnits(d)[d.units.companion];
+  assert.deepEqual(section(target, "Unit").filter((l) => /^(BindsTo|After|Wants)=/.test(l)), [
+    "BindsTo=user@1000.service",
+    "After=user@1000.service",
+    "Wants=secrets-dispatcher-bus@alice.service secrets-dispatcher-backend@alice.service " +
+    "secrets-dispatcher-daemon@alice.service secrets-dispatcher-console@alice.service",
+  ]);
+  assert.deepEqual(section(target, "Install"), ["WantedBy=user@1000.service"]);
+  assert.ok(
+    section(systemUnits(d)[d.units.daemon], "Service").includes(
+      `Environment="SD_LOCK_STOP_UNIT=secrets-dispatcher-companion@alice.target"`,
+    ),
+  );
   assert.deepEqual(enabledUnits(d), [
     "secrets-dispatcher-bus@alice.service",
     "secrets-dispatcher-backend@alice.service",
     "secrets-dispatcher-daemon@alice.service",
     "secrets-dispatcher-console@alice.service",
+    "secrets-dispatcher-companion@alice.target",
     "secrets-dispatcher-unlock-alice.socket",
   ]);
 });

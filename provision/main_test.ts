@@ -15,6 +15,7 @@ import { main, parseBackend, type ProvisionIo, SOURCE_DIR } from "./main.ts";
 const SYSTEM_DIRS = [
   "etc/systemd/system",
   "etc/dbus-1/system.d",
+  "etc/polkit-1/rules.d",
   "etc/tmpfiles.d",
   "usr/share/pam-configs",
   "usr/local/lib",

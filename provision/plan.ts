@@ -14,6 +14,7 @@ import {
 } from "../deploy/autostart.ts";
 import { companionBusConfig, dispatcherPolicy } from "../deploy/dbus.ts";
 import { type Deployment, enabledUnits, NOLOGIN_SHELL } from "../deploy/layout.ts";
+import { polkitRule } from "../deploy/polkit.ts";
 import { pamHelperScript, pamProfile } from "../deploy/pam.ts";
 import { systemUnits, tmpfilesConf } from "../deploy/units.ts";
 import { generatePhrase } from "../console/phrase.ts";
@@ -302,7 +303,7 @@ function ttyStep(host: Host, d: Deployment): Step {
  * units are running while the desktop user is logged in.
  */
 function runningStep(host: Host, d: Deployment): Step {
-  const units = [d.units.bus, d.units.backend, d.units.daemon, d.units.console];
+  const units = [d.units.companion, d.units.bus, d.units.backend, d.units.daemon, d.units.console];
   const socket = d.units.unlockSocket;
   const userUnit = `user@${d.uid}.service`;
   return step({
@@ -503,6 +504,14 @@ export function buildPlan(host: Host, d: Deployment, options: PlanOptions): Plan
     enableStep(host, enabledUnits(d), "companion units"),
     reloadStep(host, Object.keys(units).filter((u) => !u.endsWith("@.service"))),
   );
+
+  // The polkit rule: the companion may stop its target (the lock), the user may start it again.
+  add(fileStep(host, {
+    path: d.polkitRuleFile,
+    content: polkitRule(d),
+    mode: 0o644,
+    what: "polkit rule (the lock stops the companion; the user may start it again)",
+  }));
 
   // The system bus policy, after the users exist (dbus-daemon ignores unknown users' rules).
   add(fileStep(host, {

@@ -22,6 +22,7 @@ const COMPANION = `secrets-${USER}`;
 const SYSTEM_DIRS = [
   "etc/systemd/system",
   "etc/dbus-1/system.d",
+  "etc/polkit-1/rules.d",
   "etc/tmpfiles.d",
   "usr/share/pam-configs",
   "usr/local/lib",

@@ -5,7 +5,8 @@
  * (tests/e2e_vm/guest/scenario.ts) run as root inside: provision alice, her real login on tty2,
  * approvals typed on a virtual keyboard on VT 8, logout, uninstall. Results come back through a
  * shared folder; a failed step prints its evidence (VT 8's screen from /dev/vcs8, the units'
- * journal). The screenshot of VT 8 with a pending request goes to `docs/vt8-pending-request.png`.
+ * journal). The screenshot of VT 8 with a pending request goes to `docs/vt8-pending-request.png`,
+ * and what `provision --check` printed in the VM to `docs/provision-check.txt`.
  *
  * ```
  * deno task e2e:vm [--rebuild] [--keep]
@@ -31,6 +32,7 @@ import { type StepResult, summarize } from "./results.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const PICTURE = "docs/vt8-pending-request.png";
+const CHECK_OUTPUT = "docs/provision-check.txt";
 const TOOLS = ["debootstrap", "qemu-system-x86_64", "mkfs.ext4", "chroot"];
 
 function log(line: string): void {
@@ -143,6 +145,12 @@ async function main(args: string[]): Promise<number> {
   const { lines, failed } = summarize(steps);
   for (const l of lines) console.log(l);
 
+  const check = await Deno.readTextFile(`${share}/provision-check.txt`).catch(() => null);
+  if (check !== null) {
+    // What `--check` printed in the VM: the README shows it as the healthy install.
+    await Deno.writeTextFile(`${ROOT}/${CHECK_OUTPUT}`, check);
+    log(`provision --check output of the VM written to ${CHECK_OUTPUT}`);
+  }
   if (vm.screenshots.includes("vt8-pending-request.png")) {
     await Deno.mkdir(`${ROOT}/docs`, { recursive: true });
     await Deno.copyFile(`${share}/vt8-pending-request.png`, `${ROOT}/${PICTURE}`);

@@ -30,6 +30,8 @@ const UNITS = ["bus", "backend", "daemon", "console"].map((u) =>
   `secrets-dispatcher-${u}@alice.service`
 );
 const CONSOLE_UNIT = "secrets-dispatcher-console@alice.service";
+const DAEMON_UNIT = "secrets-dispatcher-daemon@alice.service";
+const COMPANION_TARGET = "secrets-dispatcher-companion@alice.target";
 const DISPATCHER = `org.secretsdispatcher.Dispatcher1.u${ALICE.uid}`;
 const SECRET = "hunter2-from-the-vm";
 /** The commit subject: escape sequences that would clear the screen, move the cursor, retitle. */
@@ -170,6 +172,24 @@ async function journal(units: string[], lines = 60): Promise<string> {
   return r.out;
 }
 
+/** `Dispatcher1.StoreStatus` called as `user` on the system bus: busctl's output. */
+async function storeStatus(user: string): Promise<string> {
+  const r = await run([
+    "runuser",
+    "-u",
+    user,
+    "--",
+    "busctl",
+    "--system",
+    "call",
+    DISPATCHER,
+    "/org/secretsdispatcher/Dispatcher1",
+    "org.secretsdispatcher.Dispatcher1",
+    "StoreStatus",
+  ]);
+  return r.code === 0 ? r.out : `(exit ${r.code}) ${r.out}`;
+}
+
 /** Waits for a pending request on VT 8 in front; returns the screen. */
 async function requestOnScreen(what: string, ms = 60_000): Promise<string> {
   await waitFor(`VT 8 in front (${what})`, ms, async () => (await fg()) === 8);
@@ -276,6 +296,7 @@ async function scenario(): Promise<void> {
     const p = await provision("--user", "alice", "--deno-dir-from", SEED);
     check(p.code === 0, `provision exited ${p.code}:\n${p.out.slice(-3000)}`);
     const c = await provision("--user", "alice", "--check");
+    await Deno.writeTextFile(`${SHARE}/provision-check.txt`, c.out + "\n");
     const lines = c.out.split("\n");
     const notPass = lines.filter((l) => /^(FAIL|SKIP|MANUAL)/.test(l));
     check(c.code === 0 && notPass.length === 0, `--check exited ${c.code}:\n${c.out}`);
@@ -393,24 +414,11 @@ async function scenario(): Promise<void> {
 
   await step("her login password reached the companion and unlocked the store", async () => {
     const status = await waitFor("the store unlocked", 120_000, async () => {
-      const r = await run([
-        "runuser",
-        "-u",
-        ALICE.name,
-        "--",
-        "busctl",
-        "--system",
-        "call",
-        DISPATCHER,
-        "/org/secretsdispatcher/Dispatcher1",
-        "org.secretsdispatcher.Dispatcher1",
-        "StoreStatus",
-      ]);
+      const r = await storeStatus(ALICE.name);
       // Unlocked, and through her login keyring: gnome-keyring's in-memory "session" collection
       // is unlocked from the start and does not count.
-      return r.code === 0 && /"unlocked" .*default collection .*collection\/login\) is unlocked/i
-          .test(r.out)
-        ? r.out
+      return /"unlocked" .*default collection .*collection\/login\) is unlocked/i.test(r)
+        ? r
         : null;
     });
     const j = await journal(["secrets-dispatcher-unlock-alice@*"], 200);
@@ -592,27 +600,10 @@ async function scenario(): Promise<void> {
   await step(
     "bob cannot reach alice's dispatcher; alice cannot read the companion's home",
     async () => {
-      const call = (user: string) =>
-        run([
-          "runuser",
-          "-u",
-          user,
-          "--",
-          "busctl",
-          "--system",
-          "call",
-          DISPATCHER,
-          "/org/secretsdispatcher/Dispatcher1",
-          "org.secretsdispatcher.Dispatcher1",
-          "StoreStatus",
-        ]);
-      const bob = await call(BOB.name);
-      check(
-        bob.code !== 0 && /denied|AccessDenied/i.test(bob.out),
-        `bob: exit ${bob.code}: ${bob.out}`,
-      );
-      const alice = await call(ALICE.name);
-      check(alice.code === 0, `alice (control): exit ${alice.code}: ${alice.out}`);
+      const bob = await storeStatus(BOB.name);
+      check(/^\(exit [1-9]/.test(bob) && /denied|AccessDenied/i.test(bob), `bob: ${bob}`);
+      const alice = await storeStatus(ALICE.name);
+      check(!alice.startsWith("(exit"), `alice (control): ${alice}`);
       const own = await run([
         "runuser",
         "-u",
@@ -642,7 +633,71 @@ async function scenario(): Promise<void> {
         ls.code !== 0 && /Permission denied/.test(ls.out),
         `alice: ls exit ${ls.code}: ${ls.out}`,
       );
-      return `bob: ${bob.out.split("\n")[0]}; alice's ls: ${ls.out}`;
+      return `bob: ${bob.split("\n")[0]}; alice's ls: ${ls.out}`;
+    },
+  );
+
+  await step("the console's lock (L, y) stops the whole companion", async () => {
+    await must(["chvt", "8"]);
+    await waitFor("VT 8 in front", 15_000, async () => (await fg()) === 8);
+    await sleep(1200);
+    await keys("shift+l");
+    await waitFor(
+      "the lock's confirmation on VT 8",
+      20_000,
+      async () => /LOCK:/.test(await screen()),
+    );
+    await sleep(1200);
+    await keys("y");
+    await waitFor("the companion target and its units inactive", 60_000, async () => {
+      for (const u of [COMPANION_TARGET, ...UNITS]) if (await unitActive(u)) return false;
+      return true;
+    });
+    const left = (await run(["pgrep", "-u", COMPANION, "-l"])).out;
+    check(left === "", `processes of ${COMPANION} still run: ${left}`);
+    const j = await journal([DAEMON_UNIT], 40);
+    check(j.includes(`lock: stopping ${COMPANION_TARGET}`), `the daemon did not stop it:\n${j}`);
+    await must(["chvt", "2"]);
+    await inSession("lookup4", "secret-tool lookup service e2e-vm user alice");
+    const r = await sessionResult("lookup4", 60_000);
+    check(r.code !== 0 && !r.out.includes(SECRET), `lookup: exit ${r.code}: ${r.out}`);
+    return `all stopped, no ${COMPANION} process left; a lookup now: exit ${r.code}, ` +
+      JSON.stringify(r.out);
+  });
+
+  await step(
+    "alice starts the companion again; the console asks for the store passphrase",
+    async () => {
+      await inSession("restart", `systemctl start ${COMPANION_TARGET}`);
+      const r = await sessionResult("restart", 90_000);
+      check(r.code === 0, `alice's systemctl start: exit ${r.code}: ${r.out}`);
+      for (const u of UNITS) await waitFor(`${u} active`, 90_000, () => unitActive(u));
+      const locked = await waitFor("StoreStatus locked", 90_000, async () => {
+        const s = await storeStatus(ALICE.name);
+        return /"locked"/.test(s) ? s : null;
+      });
+      await must(["chvt", "8"]);
+      await waitFor(
+        "the passphrase prompt on VT 8",
+        60_000,
+        async () => /unlock the secret store/i.test(await screen()),
+      );
+      await sleep(1200);
+      await typeKeys(`${ALICE_PASSWORD}\n`);
+      const open = await waitFor("StoreStatus unlocked", 60_000, async () => {
+        const s = await storeStatus(ALICE.name);
+        return /"unlocked"/.test(s) ? s : null;
+      });
+      const shown = await screen();
+      check(!shown.includes(ALICE_PASSWORD), "the passphrase is on the screen");
+      await must(["chvt", "2"]);
+      await inSession("lookup5", "secret-tool lookup service e2e-vm user alice");
+      await requestOnScreen("a lookup after the restart");
+      await approveOnConsole();
+      const l = await sessionResult("lookup5", 120_000);
+      check(l.code === 0 && l.out === SECRET, `lookup: exit ${l.code}: ${l.out}`);
+      await waitFor("VT 2 back in front", 30_000, async () => (await fg()) === 2);
+      return `${locked} -> passphrase typed on VT 8 -> ${open}; the secret comes back`;
     },
   );
 
@@ -665,7 +720,7 @@ async function scenario(): Promise<void> {
     const left: string[] = [];
     if ((await run(["getent", "passwd", COMPANION])).code === 0) left.push(`user ${COMPANION}`);
     const found = (await sh(
-      "find /etc/systemd /etc/dbus-1 /usr/share/pam-configs /etc/tmpfiles.d /etc/secrets-dispatcher /usr/local/lib/secrets-dispatcher /run/secrets-dispatcher -name '*secrets*' 2>/dev/null; grep -l pam-unlock /etc/pam.d/* 2>/dev/null; true",
+      "find /etc/systemd /etc/dbus-1 /etc/polkit-1 /usr/share/pam-configs /etc/tmpfiles.d /etc/secrets-dispatcher /usr/local/lib/secrets-dispatcher /run/secrets-dispatcher -name '*secrets*' 2>/dev/null; grep -l pam-unlock /etc/pam.d/* 2>/dev/null; true",
     )).out;
     if (found) left.push(found);
     const prog = await run([

@@ -182,8 +182,10 @@ async function dispatcherStoreStatus(s: SecretStack) {
 async function approveOnConsole(con: PtyConsole, view: RequestView): Promise<void> {
   const short = view.id.slice(0, 8);
   const code = approvalCode(view.id, view.digest);
-  await con.type("\x1b"); // back to the list, wherever the console is
-  await con.until("the request in the list", (t) => t.includes(short), 30_000);
+  const onList = (t: string) => t.includes("| pending requests |");
+  // Back to the list first (and see it there: an Esc still unread would join the Enter).
+  if (!onList(con.screen())) await con.type("\x1b");
+  await con.until("the request in the list", (t) => onList(t) && t.includes(short), 30_000);
   await con.type("\r");
   await con.until(
     "the approval code",

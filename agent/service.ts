@@ -16,6 +16,10 @@
  *   raise it and wait up to `readWaitMs`, withdrawing it when no decision came.
  * - Object paths are the backend's, as the daemon reports them; alias paths
  *   (`/org/freedesktop/secrets/aliases/<name>`) act as the collection they name.
+ * - Collections are not created from here: `CreateCollection` answers with the collection its
+ *   alias already names, `IsLocked` with the store's message for the `default` alias while the
+ *   store is locked (a store without a keyring yet: libsecret creates the default collection
+ *   this way when it finds none, and then shows that message), `NotSupported` otherwise.
  *
  * Client behaviour this relies on, verified by the tests in `agent/` (libsecret 0.20.5's
  * secret-tool, python3-secretstorage 3.3.3):
@@ -313,6 +317,12 @@ export class SecretService {
         if (alias !== "") {
           const existing = await port.readAlias(alias, await this.#report(call));
           if (existing !== null) return { signature: "oo", body: [existing, NULL_PATH] };
+          // libsecret asks for the default collection this way when it has none: a store
+          // without a keyring yet says so (it is created on the console, not from here).
+          const store = alias === "default" ? await port.storeStatus().catch(() => null) : null;
+          if (store?.state === "locked") {
+            throw new ServiceError(SecretErrors.IsLocked, `secrets-dispatcher: ${store.message}`);
+          }
         }
         throw new ServiceError(
           SecretErrors.NotSupported,

@@ -91,6 +91,32 @@ async function withFixture(
   }
 }
 
+Deno.test("CreateCollection for the default alias on a store without a keyring: IsLocked with the store's own words", async () => {
+  await withFixture({}, async (f) => {
+    f.port.aliases.delete("default");
+    f.port.status = {
+      state: "locked",
+      message: "the secret store has no keyring yet: the first unlock with a store passphrase " +
+        "creates it",
+    };
+    const a = await f.connect();
+    const why = await rejectsWith(
+      call(a, SERVICE_PATH, "CreateCollection", { signature: "a{sv}s", body: [{}, "default"] }),
+      SecretErrors.IsLocked,
+    );
+    assert.equal(
+      why,
+      "secrets-dispatcher: the secret store has no keyring yet: the first unlock with a store " +
+        "passphrase creates it",
+    );
+    // Any other collection is still not created from here.
+    await rejectsWith(
+      call(a, SERVICE_PATH, "CreateCollection", { signature: "a{sv}s", body: [{}, "work"] }),
+      SecretErrors.NotSupported,
+    );
+  });
+});
+
 Deno.test("sessions: plain and DH work, other algorithms are NotSupported, a session is its owner's", async () => {
   await withFixture({}, async (f) => {
     const item = f.port.addItem("Mail", { app: "mail" }, "pässwörd");

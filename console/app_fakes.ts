@@ -29,7 +29,8 @@ import { FakeClock, FakeEvents, FakeSignals, FakeVt } from "./vt_fakes.ts";
 
 /**
  * An in-memory daemon: pending requests, decisions, `Changed` listeners, and a secret store that
- * can be locked ({@link storeLocked}) and opened with {@link storePassword}.
+ * can be locked ({@link storeLocked}) and opened with {@link storePassword}, or have no keyring
+ * yet ({@link noKeyring}: the first non-empty passphrase creates it).
  */
 export class MemoryAdmin implements AdminApi {
   /** Requests by id (any state). */
@@ -43,6 +44,11 @@ export class MemoryAdmin implements AdminApi {
   storePassword = "correct horse battery";
   /** False: a backend without password unlocking (`UnlockStore` answers `NotSupported`). */
   passwordUnlock = true;
+  /**
+   * The store has no keyring yet (with {@link storeLocked}): `Status` says `creates`, and
+   * `UnlockStore` creates it with any non-empty passphrase, which becomes {@link storePassword}.
+   */
+  noKeyring = false;
   /** What each `unlockStore` call received, copied at once (the console zeroes its array). */
   readonly passwords: string[] = [];
   /** The arrays `unlockStore` received, as they are now (to check that they were zeroed). */
@@ -163,14 +169,18 @@ export class MemoryAdmin implements AdminApi {
         message: "locked on the console",
         consoleLock: true,
         passwordUnlock: null,
+        creates: false,
       });
     }
     if (this.storeLocked) {
       return Promise.resolve({
         state: "locked",
-        message: 'the test store\x1b[2J "Login" is locked',
+        message: this.noKeyring
+          ? "the test store has no keyring yet"
+          : 'the test store\x1b[2J "Login" is locked',
         consoleLock: false,
         passwordUnlock: this.passwordUnlock,
+        creates: this.noKeyring && this.passwordUnlock,
       });
     }
     return Promise.resolve({
@@ -178,6 +188,7 @@ export class MemoryAdmin implements AdminApi {
       message: "test store",
       consoleLock: false,
       passwordUnlock: null,
+      creates: false,
     });
   }
   async unlockStore(password: Uint8Array): Promise<void> {
@@ -188,7 +199,13 @@ export class MemoryAdmin implements AdminApi {
     if (!this.passwordUnlock) {
       throw new AdminError(Errors.NotSupported, "this secret store cannot be unlocked here");
     }
-    if (this.passwords.at(-1) !== this.storePassword) {
+    if (this.noKeyring && this.storeLocked) {
+      if (password.length === 0) {
+        throw new AdminError(Errors.WrongPassword, "an empty passphrase cannot create the store");
+      }
+      this.noKeyring = false;
+      this.storePassword = this.passwords.at(-1)!;
+    } else if (this.passwords.at(-1) !== this.storePassword) {
       throw new AdminError(Errors.WrongPassword, "the password did not unlock the secret store");
     }
     this.storeLocked = false;
@@ -278,7 +295,8 @@ export interface Harness {
  * Builds (and starts) a console on a fake VT 8 (VT 2 in front), a fake clock and `admin`.
  *
  * @param options `focus` (default true), `armMs`, `vt: false` for a terminal that is not a
- *   virtual console, the terminal `size`, and pre-existing `requests`
+ *   virtual console, the terminal `size`, pre-existing `requests`, and `passphraseStorage` for
+ *   the console's passphrase buffers
  */
 export async function harness(
   options: {
@@ -287,6 +305,7 @@ export async function harness(
     size?: Size;
     requests?: RequestView[];
     admin?: MemoryAdmin;
+    passphraseStorage?: [Uint8Array, Uint8Array];
   } = {},
 ): Promise<Harness> {
   const signals = new FakeSignals();
@@ -326,6 +345,7 @@ export async function harness(
     clock,
     vt: setup,
     focus: options.focus,
+    passphraseStorage: options.passphraseStorage,
   });
   app.start();
   await settle();
@@ -365,13 +385,14 @@ export interface XtermScreen {
  * size (100x30), with `requests` added and 1.5 s of fake time passed.
  *
  * @param requests pending requests to add once the console runs
- * @param options `admin`: the daemon to use (default a fresh {@link MemoryAdmin})
+ * @param options `admin`: the daemon to use (default a fresh {@link MemoryAdmin});
+ *   `passphraseStorage`: the console's passphrase buffers (to see that they are zeroed)
  * @returns the harness, the screen, and `settleScreen`, which lets 100 ms pass and waits until
  *   the emulator has taken every byte written so far
  */
 export async function consoleOnXterm(
   requests: RequestView[],
-  options: { admin?: MemoryAdmin } = {},
+  options: { admin?: MemoryAdmin; passphraseStorage?: [Uint8Array, Uint8Array] } = {},
 ): Promise<{ h: Harness; screen: XtermScreen; settleScreen(): Promise<void> }> {
   const cols = 100;
   const rows = 30;
@@ -381,7 +402,11 @@ export async function consoleOnXterm(
   term.onTitleChange((t) => titles.push(t));
   term.onBell(() => bells++);
   let pending = Promise.resolve();
-  const h = await harness({ size: { cols, rows }, admin: options.admin });
+  const h = await harness({
+    size: { cols, rows },
+    admin: options.admin,
+    passphraseStorage: options.passphraseStorage,
+  });
   // Replay what was written before the hook, then follow every write.
   const feed = (bytes: Uint8Array) => {
     pending = pending.then(() => new Promise<void>((r) => term.write(bytes, r)));

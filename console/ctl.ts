@@ -383,7 +383,12 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
       }
       print(`store ${st.state}: ${escapeLine(st.message)}\n`);
       if (st.consoleLock) print("the console's lock is on: `ctl unlock` (or U on the console)\n");
-      else if (st.passwordUnlock === true) {
+      else if (st.creates) {
+        print(
+          "it has no keyring yet: the first passphrase typed on the console (twice), or given to " +
+            "`ctl unlock --password-stdin`, creates it\n",
+        );
+      } else if (st.passwordUnlock === true) {
         print(
           "it opens with its passphrase: typed on the console, or `ctl unlock --password-stdin`\n",
         );

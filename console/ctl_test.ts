@@ -169,6 +169,27 @@ Deno.test("ctl against a fake daemon", async (t) => {
       assert.deepEqual(JSON.parse(j.out), fake.history);
       assert.deepEqual(fake.calls.at(-1), { member: "History", body: [0] });
     });
+    await t.step("status: what the store is and what opens (or creates) it", async () => {
+      fake.status = {
+        state: "locked",
+        message: "the secret store has no keyring yet",
+        consoleLock: false,
+        passwordUnlock: true,
+        creates: true,
+      };
+      let r = await run(["status"], env);
+      assert.equal(r.code, EXIT_OK, r.err);
+      assert.equal(
+        r.out,
+        "store locked: the secret store has no keyring yet\n" +
+          "it has no keyring yet: the first passphrase typed on the console (twice), or given " +
+          "to `ctl unlock --password-stdin`, creates it\n",
+      );
+      assert.equal(JSON.parse((await run(["status", "--json"], env)).out).creates, true);
+      fake.status = { state: "locked", message: "m", passwordUnlock: true };
+      r = await run(["status"], env);
+      assert.match(r.out, /^store locked: m\nit opens with its passphrase/);
+    });
     await t.step("usage errors -> 64, help -> 0", async () => {
       const bogus = await run(["bogus\x1b[2J"], env);
       assert.equal(bogus.code, EXIT_USAGE);

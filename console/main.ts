@@ -33,7 +33,9 @@
  * not decoded into keys: the raw bytes go to a {@link PassphraseBuffer} (no echo: raw mode, and
  * the screen shows only a fixed mask); Enter sends them with `Admin1.UnlockStore`, and every copy
  * the console made is zeroed after the call, after leaving the prompt, and on exit. The
- * passphrase never goes to a log, an argument vector or the environment.
+ * passphrase never goes to a log, an argument vector or the environment. When the store has no
+ * keyring yet, the new passphrase is typed twice, into two such buffers; they are compared byte
+ * by byte ({@link PassphraseBuffer.matches}) and the passphrase is sent only when they match.
  *
  * @module
  */
@@ -203,6 +205,11 @@ export interface ConsoleAppOptions {
   armMs?: number;
   /** The per-install phrase (default: none, with a warning). */
   phrase?: PhraseInfo;
+  /**
+   * Where the two passphrase buffers keep their bytes (default: fresh arrays of
+   * `MAX_PASSWORD_BYTES`). Tests pass their own to see that they are zeroed.
+   */
+  passphraseStorage?: [Uint8Array, Uint8Array];
 }
 
 /** The running console: state, terminal, VT and daemon connection. */
@@ -223,7 +230,9 @@ export class ConsoleApp {
   #stopped = false;
   readonly #decoder = new TextDecoder();
   /** The store passphrase being typed; holds bytes only while the prompt takes input. */
-  readonly #passphrase = new PassphraseBuffer();
+  readonly #passphrase: PassphraseBuffer;
+  /** The new passphrase typed again (creating the store); holds bytes only in that step. */
+  readonly #again: PassphraseBuffer;
   #done: () => void = () => {};
   /** Resolves once the console stopped. */
   readonly finished: Promise<void>;
@@ -233,6 +242,8 @@ export class ConsoleApp {
     this.#address = options.address;
     this.#screen = options.screen;
     this.#connectFn = options.connect;
+    this.#passphrase = new PassphraseBuffer(options.passphraseStorage?.[0]);
+    this.#again = new PassphraseBuffer(options.passphraseStorage?.[1]);
     this.#clock = options.clock ?? systemClock;
     this.#vt = options.vt ?? { guard: null, flushInput() {}, note: null, dispose() {} };
     this.#state = initialState(this.#address, this.#clock.now(), this.#screen.size(), {
@@ -319,9 +330,10 @@ export class ConsoleApp {
 
   /** Input while the passphrase prompt is on screen: raw bytes, never decoded to a string. */
   #feedPassphrase(bytes: Uint8Array, at: number): void {
-    const buf = this.#passphrase;
     for (const k of promptKeys(bytes)) {
       if (!this.#onPrompt()) return;
+      // Enter may move on to typing it again within the same read.
+      const buf = this.#state.unlock.step === "confirm" ? this.#again : this.#passphrase;
       if (k.type === "ctrl-c") {
         this.dispatch({ type: "key", key: "<ctrl-c>", at });
         return;
@@ -347,13 +359,27 @@ export class ConsoleApp {
     const before = this.#state;
     const { state, effects } = update(before, event);
     this.#state = state;
-    // The passphrase lives only while the prompt takes it.
-    if (state.screen !== "unlock" || state.quit) this.#passphrase.clear();
     for (const e of effects) this.#run(e);
+    this.#zeroUnused();
     if (state.requests !== before.requests || state.loaded !== before.loaded) {
       this.#sync?.update(state.requests);
     }
     this.#queueDraw();
+  }
+
+  /**
+   * The passphrase lives only while the prompt takes it: both buffers are zeroed off the prompt,
+   * the second one outside its step, and the one being typed when the state says nothing is.
+   */
+  #zeroUnused(): void {
+    const s = this.#state;
+    if (s.screen !== "unlock" || s.quit) {
+      this.#passphrase.clear();
+      this.#again.clear();
+    } else if (s.unlock.step === "first") {
+      this.#again.clear();
+      if (!s.unlock.typed) this.#passphrase.clear();
+    } else if (!s.unlock.typed) this.#again.clear();
   }
 
   #queueDraw(): void {
@@ -511,7 +537,7 @@ export class ConsoleApp {
         );
         return;
       case "unlockStore":
-        this.#unlockStore();
+        this.#unlockStore(effect.create === true);
         return;
       case "lock":
       case "unlock":
@@ -532,8 +558,23 @@ export class ConsoleApp {
     }
   }
 
-  /** Sends the typed passphrase with `UnlockStore`; zeroes every copy once answered. */
-  #unlockStore(): void {
+  /**
+   * Sends the typed passphrase with `UnlockStore`; zeroes every copy once answered. Creating
+   * the store: only when the passphrase typed again matches (both buffers are zeroed anyway).
+   */
+  #unlockStore(create: boolean): void {
+    if (create && !this.#passphrase.matches(this.#again)) {
+      this.#passphrase.clear();
+      this.#again.clear();
+      this.dispatch({
+        type: "unlockResult",
+        outcome: "mismatch",
+        text: null,
+        at: this.#clock.now(),
+      });
+      return;
+    }
+    this.#again.clear();
     const password = this.#passphrase.take();
     const done = (outcome: "ok" | "wrong" | "unsupported" | "failed", text: string | null) => {
       password.fill(0);
@@ -581,6 +622,7 @@ export class ConsoleApp {
     if (!this.#state.quit) this.#state = { ...this.#state, quit: true };
     this.#stopped = true;
     this.#passphrase.clear();
+    this.#again.clear();
     for (const t of this.#timers) this.#clock.clearTimeout(t);
     this.#timers = [];
     this.#client?.close();

@@ -67,6 +67,18 @@ export class PassphraseBuffer {
   }
 
   /**
+   * True when `other` holds exactly the same bytes (creating the store: the passphrase typed
+   * twice). Compares in place, never through a string; the time taken does not depend on where
+   * the first difference is.
+   */
+  matches(other: PassphraseBuffer): boolean {
+    let diff = this.#length ^ other.#length;
+    const n = Math.min(this.#bytes.length, other.#bytes.length);
+    for (let i = 0; i < n; i++) diff |= this.#bytes[i] ^ other.#bytes[i];
+    return diff === 0 && this.#bytes.length === other.#bytes.length;
+  }
+
+  /**
    * Moves the content out: a new array holding the bytes, while the buffer is zeroed and
    * emptied. The caller zeroes the returned array once it is done with it.
    */

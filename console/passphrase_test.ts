@@ -85,3 +85,21 @@ Deno.test("promptKeys: text is a view into the input, not a copy", () => {
   input.fill(0);
   assert.deepEqual([...(text as { bytes: Uint8Array }).bytes], [0, 0]);
 });
+
+Deno.test("PassphraseBuffer.matches: the same bytes only, whatever was erased before", () => {
+  const a = new PassphraseBuffer(new Uint8Array(16));
+  const b = new PassphraseBuffer(new Uint8Array(16));
+  assert.ok(a.matches(b), "both empty");
+  a.append(enc("pässword"));
+  b.append(enc("pässwor"));
+  assert.ok(!a.matches(b), "a prefix is not a match");
+  b.append(enc("d"));
+  assert.ok(a.matches(b));
+  b.append(enc("x"));
+  b.eraseLast();
+  assert.ok(a.matches(b), "an erased typo leaves no trace");
+  b.clear();
+  b.append(enc("passwörd"));
+  assert.ok(!a.matches(b));
+  assert.ok(!a.matches(new PassphraseBuffer(new Uint8Array(32))), "another capacity");
+});

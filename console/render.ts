@@ -22,6 +22,7 @@ import {
   DENY_RULE_CHOICES,
   grantChoices,
   promptAvailable,
+  promptCreates,
   storeBlocks,
   storeLockedHint,
   type UiState,
@@ -80,7 +81,7 @@ function titleBar(state: UiState, cols: number): Seg[] {
     : state.screen === "rules"
     ? "grants and rules"
     : state.screen === "unlock"
-    ? "unlock the secret store"
+    ? (promptCreates(state) ? "create the secret store" : "unlock the secret store")
     : "pending requests";
   const conn = state.conn.status === "connected"
     ? `${state.requests.length} pending`
@@ -97,6 +98,8 @@ function titleBar(state: UiState, cols: number): Seg[] {
     ? ""
     : state.store.consoleLock
     ? " | LOCKED ON THE CONSOLE"
+    : state.store.creates
+    ? " | NO STORE YET"
     : state.store.state === "locked"
     ? " | STORE LOCKED"
     : state.store.state === "unavailable"
@@ -186,6 +189,15 @@ function storeBanner(state: UiState): Seg[] | null {
     return [
       seg(" LOCKED ON THE CONSOLE ", "error"),
       seg(" every request is refused until U lifts the lock", "warn"),
+    ];
+  }
+  if (state.store.creates) {
+    return [
+      seg(" NO SECRET STORE YET ", "error"),
+      seg(
+        ` secrets can be neither stored nor read until it is created; ${storeLockedHint(state)}`,
+        "warn",
+      ),
     ];
   }
   return [
@@ -363,13 +375,78 @@ function historyBody(state: UiState, cols: number, height: number): { rows: Seg[
 /** Shown in place of the passphrase once anything is typed: the same whatever the length. */
 export const PASSPHRASE_MASK = "********";
 
+/** The passphrase field: busy, the fixed mask, or nothing typed. */
+function maskSeg(typed: boolean, busy: boolean, busyText: string): Seg {
+  return busy
+    ? seg(busyText, "dim")
+    : typed
+    ? seg(PASSPHRASE_MASK, "key")
+    : seg("(nothing typed)", "dim");
+}
+
+/** The prompt's lines when it creates the store: a new passphrase, typed twice. */
+function createLines(state: UiState): { segs: Seg[]; cont?: Seg[] }[] {
+  const u = state.unlock;
+  const first = u.step === "first";
+  return [
+    { segs: [seg(" CREATE THE SECRET STORE ", "heading")] },
+    {
+      segs: [seg(
+        "The secret store has no keyring yet: no secret can be stored or read until it is created.",
+        "warn",
+      )],
+    },
+    {
+      segs: [
+        seg("store: ", "label"),
+        seg(escapeLine(state.store?.message ?? "")),
+      ],
+      cont: [seg("       ")],
+    },
+    { segs: [] },
+    {
+      segs: [seg(
+        "Create the secret store: choose a passphrase, press Enter, then type it again and " +
+          "press Enter. An empty passphrase is refused.",
+      )],
+    },
+    {
+      segs: [seg(
+        "Choose your login password if logging in should unlock the store. Nothing is shown " +
+          "while you type.",
+      )],
+    },
+    {
+      segs: [seg(
+        "This creates the store only: it approves no request. Requests are approved on their " +
+          "own screen, with their approval code.",
+        "dim",
+      )],
+    },
+    { segs: [] },
+    {
+      segs: [
+        seg("  new passphrase: ", "label"),
+        first ? maskSeg(u.typed, false, "") : seg("(typed)", "dim"),
+      ],
+    },
+    {
+      segs: [
+        seg("  type it again:  ", "label"),
+        first ? seg("(after Enter)", "dim") : maskSeg(u.typed, u.busy, "(creating...)"),
+      ],
+    },
+    { segs: [] },
+  ];
+}
+
 /**
  * The store passphrase prompt: why it is there, the (never shown) passphrase, the outcome of the
  * last attempt, and what waits meanwhile. Names no request and shows no approval code.
  */
 function unlockBody(state: UiState, cols: number, height: number): Seg[][] {
   const u = state.unlock;
-  const lines: { segs: Seg[]; cont?: Seg[] }[] = [
+  const lines: { segs: Seg[]; cont?: Seg[] }[] = promptCreates(state) ? createLines(state) : [
     { segs: [seg(" UNLOCK THE SECRET STORE ", "heading")] },
     {
       segs: [seg(
@@ -527,12 +604,17 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
   } else if (state.screen === "unlock") {
     pushAll(out, unlockBody(state, cols, bodyHeight));
     while (out.length < rows - 2) out.push(padRow([], cols));
+    const creating = promptCreates(state);
+    const confirm = state.unlock.step === "confirm";
     keys = keysRow(
       [
-        ["Enter", "unlock"],
+        ["Enter", creating ? (confirm ? "create" : "next") : "unlock"],
         ["Backspace", "erase"],
         ["Esc/Ctrl-U", "clear"],
-        ["Esc", state.unlock.typed ? "clear" : "back to the list"],
+        [
+          "Esc",
+          state.unlock.typed ? "clear" : confirm ? "start over" : "back to the list",
+        ],
       ],
       [],
       cols,
@@ -542,7 +624,12 @@ export function renderSegs(state: UiState, size: Size): Seg[][] {
     while (out.length < rows - 2) out.push(padRow([], cols));
     keys = keysRow(
       [
-        ...(promptAvailable(state) ? [["p", "unlock the store"] as [string, string]] : []),
+        ...(promptAvailable(state)
+          ? [["p", promptCreates(state) ? "create the store" : "unlock the store"] as [
+            string,
+            string,
+          ]]
+          : []),
         ["Up/Down", "select"],
         ["Enter", "open"],
         ["d", "deny"],

@@ -11,7 +11,7 @@
  * | detail | `Up`/`k`, `Down`/`j`, `PgUp`/`b`, `PgDn`/`Space`, `Home`/`g`, `End`/`G` scroll; type the approval code to approve; `d` deny; `+` grant; `r` deny rule; `Esc`/`q`/`Left`/`Backspace` back |
  * | confirm question | `y` yes; any other key cancels |
  * | history | scroll keys as in detail; `r` reload; `Esc`/`q`/`h`/`Left` back |
- * | store passphrase | text is the passphrase (never shown); `Enter` unlocks; `Backspace` erases; `Esc`/`Ctrl-U` clear; `Esc` with nothing typed back to the list |
+ * | store passphrase | text is the passphrase (never shown); `Enter` unlocks (creating: goes on to typing it again, then creates); `Backspace` erases; `Esc`/`Ctrl-U` clear; `Esc` with nothing typed back one step (to the list) |
  *
  * `Ctrl-C` quits from anywhere. Decision keys typed within {@link ARM_MS} of the screen showing
  * new content are discarded, so type-ahead cannot approve something the user has not seen.
@@ -28,6 +28,11 @@
  * arming delay ({@link UiState.blockWhileTyping}), so that the rest of a passphrase never acts on
  * the list. Requests that arrive do not interrupt the prompt (it decides nothing). A store that
  * cannot be unlocked with a passphrase (`NotSupported`) never shows it.
+ *
+ * A store without a keyring yet (`AdminStoreStatus.creates`) gets the same prompt worded for
+ * creating it: a new passphrase is typed twice ({@link UnlockState.step}); an empty one is
+ * refused; `main.ts` compares the two buffers and sends the passphrase only when they match,
+ * otherwise both are zeroed and the prompt starts over ("the two passphrases differ").
  *
  * Pending secret requests and a locked store: while the store is locked, every `secret.*`
  * request shows "store locked" in the list and in its detail view, which shows no approval code
@@ -170,6 +175,12 @@ export interface UnlockState {
   error: string | null;
   /** The user left the prompt with `Esc`: it does not open by itself until the store opened. */
   dismissed: boolean;
+  /**
+   * Creating the store (`AdminStoreStatus.creates`): `first` while the new passphrase is typed,
+   * `confirm` while it is typed again (`main.ts` then types into a second buffer). Always
+   * `first` when unlocking.
+   */
+  step: "first" | "confirm";
 }
 
 /** Everything the screen shows. */
@@ -249,11 +260,13 @@ export type UiEvent =
   }
   /**
    * `UnlockStore` answered: `ok`; `wrong` (`WrongPassword`); `unsupported` (`NotSupported`);
-   * `failed` (anything else). `text`: the error text (raw), null when `ok`.
+   * `failed` (anything else); or it was not called: `mismatch` (creating, the two passphrases
+   * typed differ; both buffers were zeroed). `text`: the error text (raw), null when `ok` or
+   * `mismatch`.
    */
   | {
     type: "unlockResult";
-    outcome: "ok" | "wrong" | "unsupported" | "failed";
+    outcome: "ok" | "wrong" | "unsupported" | "failed" | "mismatch";
     text: string | null;
     at: number;
   }
@@ -285,8 +298,12 @@ export type Effect =
   | { type: "load"; id: string }
   | { type: "lock" }
   | { type: "unlock" }
-  /** Send the passphrase typed so far with `UnlockStore` (and zero it). */
-  | { type: "unlockStore" }
+  /**
+   * Send the passphrase typed so far with `UnlockStore` (and zero it). With `create`: the store
+   * is created with it, so it is sent only when the second buffer holds the same bytes
+   * (otherwise `unlockResult` `mismatch`); both buffers are zeroed either way.
+   */
+  | { type: "unlockStore"; create?: true }
   /** Discard terminal input not read yet (`tcflush`). */
   | { type: "flushInput" }
   | { type: "loadHistory" }
@@ -320,7 +337,7 @@ export function initialState(
     status: null,
     busy: null,
     store: null,
-    unlock: { typed: false, busy: false, error: null, dismissed: false },
+    unlock: { typed: false, busy: false, error: null, dismissed: false, step: "first" },
     vt: { status: "off", vt: 0, note: null },
     inputBlockedUntil: 0,
     blockWhileTyping: false,
@@ -365,6 +382,11 @@ export function promptAvailable(state: UiState): boolean {
     !st.consoleLock && st.passwordUnlock === true;
 }
 
+/** True when the prompt would create the store (it has no keyring yet), not unlock it. */
+export function promptCreates(state: UiState): boolean {
+  return state.store?.creates === true;
+}
+
 /** True when a request of `kind` cannot be approved now: it needs the store, which is locked. */
 export function storeBlocks(state: UiState, kind: string): boolean {
   return kind.startsWith("secret.") && state.conn.status === "connected" &&
@@ -380,7 +402,11 @@ export function storeLockedHint(state: UiState, where: "list" | "detail" = "list
   const st = state.store;
   const back = where === "list" ? "" : "Esc, then ";
   if (st?.consoleLock) return `${back}U: lift the console's lock`;
-  if (promptAvailable(state)) return `${back}p: type the store passphrase`;
+  if (promptAvailable(state)) {
+    return promptCreates(state)
+      ? `${back}p: create it with a passphrase`
+      : `${back}p: type the store passphrase`;
+  }
   if (st?.passwordUnlock === false) return "it opens only with its own tools (no passphrase here)";
   return "it must be unlocked first";
 }
@@ -402,7 +428,7 @@ function openPrompt(state: UiState): UiState {
     screen: "unlock",
     detail: null,
     confirm: null,
-    unlock: { ...state.unlock, typed: false, dismissed: false },
+    unlock: { ...state.unlock, typed: false, dismissed: false, step: "first" },
   };
 }
 
@@ -411,7 +437,7 @@ function leavePrompt(state: UiState, dismissed: boolean): UiState {
   return {
     ...state,
     screen: "list",
-    unlock: { ...state.unlock, typed: false, dismissed },
+    unlock: { ...state.unlock, typed: false, dismissed, step: "first" },
   };
 }
 
@@ -433,6 +459,15 @@ function onStore(state: UiState, store: AdminStoreStatus, at: number): Update {
     promptAvailable(next) && !promptAvailable(state)
   ) {
     return armInput(openPrompt(next), at);
+  }
+  if (state.screen === "unlock" && promptCreates(state) !== promptCreates(next)) {
+    // Created or gone meanwhile: what was typed was meant for the other question.
+    next = withStatus(
+      { ...next, unlock: { ...next.unlock, typed: false, step: "first", error: null } },
+      "the store changed meanwhile: what was typed is cleared, type it again",
+      "warn",
+    );
+    return armInput(next, at);
   }
   // A secret request on screen whose approval code appears now: that is new content.
   const d = next.detail;
@@ -485,16 +520,28 @@ function onPassphrase(
           effects: [],
         };
       }
+      if (u.step === "confirm") {
+        return {
+          state: withStatus(
+            { ...state, unlock: { ...u, typed: false, step: "first" } },
+            "start over: choose a passphrase",
+          ),
+          effects: [],
+        };
+      }
       return {
         state: withStatus(
           leavePrompt(state, true),
-          "the store stays locked; p types its passphrase",
+          promptCreates(state)
+            ? "the store is not created yet; p creates it"
+            : "the store stays locked; p types its passphrase",
           "warn",
         ),
         effects: [],
       };
     case "enter":
       if (u.busy) return { state, effects: [] };
+      if (promptCreates(state)) return onCreateEnter(state);
       if (!u.typed) {
         return {
           state: withStatus(state, "type the store passphrase, then press Enter", "warn"),
@@ -511,19 +558,57 @@ function onPassphrase(
   }
 }
 
+/** `Enter` on the prompt that creates the store: on to the second typing, or create. */
+function onCreateEnter(state: UiState): Update {
+  const u = state.unlock;
+  if (!u.typed) {
+    return {
+      state: withStatus(
+        state,
+        u.step === "first"
+          ? "an empty passphrase is refused: choose a passphrase, then press Enter"
+          : "type the same passphrase again, then press Enter (Esc starts over)",
+        "warn",
+      ),
+      effects: [],
+    };
+  }
+  if (u.step === "first") {
+    return {
+      state: withStatus(
+        { ...state, unlock: { ...u, typed: false, step: "confirm", error: null } },
+        "now type the same passphrase again, then press Enter",
+      ),
+      effects: [],
+    };
+  }
+  return {
+    state: withStatus(
+      { ...state, unlock: { ...u, typed: false, busy: true, error: null } },
+      "creating the store...",
+    ),
+    effects: [{ type: "unlockStore", create: true }],
+  };
+}
+
 function onUnlockResult(
   state: UiState,
   event: Extract<UiEvent, { type: "unlockResult" }>,
 ): Update {
-  const u = { ...state.unlock, busy: false };
+  // Whatever happened, a store being created starts over from the first passphrase.
+  const u = { ...state.unlock, busy: false, step: "first" as const };
+  const creating = promptCreates(state);
   if (event.outcome === "ok") {
     // UnlockStore succeeded: the store is open (and the console's lock lifted); the refresh
     // below brings the daemon's own words.
     const store: AdminStoreStatus = {
       state: "unlocked",
-      message: "unlocked with the passphrase typed here",
+      message: creating
+        ? "created with the passphrase typed here"
+        : "unlocked with the passphrase typed here",
       consoleLock: false,
       passwordUnlock: null,
+      creates: false,
     };
     let next: UiState = {
       ...state,
@@ -531,11 +616,34 @@ function onUnlockResult(
       unlock: { ...u, typed: false, error: null, dismissed: false },
     };
     if (next.screen === "unlock") next = leavePrompt(next, false);
-    next = withStatus(next, "the secret store is unlocked", "ok");
+    next = withStatus(
+      next,
+      creating ? "the secret store is created and unlocked" : "the secret store is unlocked",
+      "ok",
+    );
     const armed = armInput(next, event.at);
     return { state: armed.state, effects: [...armed.effects, { type: "refresh" }] };
   }
-  const error = event.outcome === "wrong"
+  if (event.outcome === "mismatch") {
+    return {
+      state: withStatus(
+        {
+          ...state,
+          unlock: {
+            ...u,
+            typed: false,
+            error: "the two passphrases differ: nothing was created. Choose a passphrase again.",
+          },
+        },
+        "the two passphrases differ",
+        "error",
+      ),
+      effects: [],
+    };
+  }
+  const error = creating
+    ? `the store was not created: ${event.text ?? "unknown error"}`
+    : event.outcome === "wrong"
     ? "wrong passphrase: the store is still locked. Type it again."
     : event.outcome === "unsupported"
     ? `this store cannot be unlocked with a passphrase here: ${event.text ?? ""}`
@@ -543,7 +651,9 @@ function onUnlockResult(
   return {
     state: withStatus(
       { ...state, unlock: { ...u, typed: false, error } },
-      event.outcome === "wrong" ? "wrong passphrase: the store is still locked" : error,
+      event.outcome === "wrong" && !creating
+        ? "wrong passphrase: the store is still locked"
+        : error,
       "error",
     ),
     effects: [{ type: "refresh" }],

@@ -371,12 +371,14 @@ const LOCKED: AdminStoreStatus = {
   message: 'the store\x1b[2J "Login" is locked',
   consoleLock: false,
   passwordUnlock: true,
+  creates: false,
 };
 const UNLOCKED: AdminStoreStatus = {
   state: "unlocked",
   message: "the store is unlocked",
   consoleLock: false,
   passwordUnlock: null,
+  creates: false,
 };
 
 /** The screen as plain text. */
@@ -582,4 +584,99 @@ Deno.test("a secret request on a locked store: 'STORE LOCKED', no code, not appr
   assert.match(early.state.status!.text, /too fast/);
   r = press(r.state, code);
   assert.deepEqual(r.effects, [{ type: "approve", id: secret.id, digest: secret.digest }]);
+});
+
+const CREATES: AdminStoreStatus = {
+  state: "locked",
+  message:
+    "the secret store has no keyring yet: the first unlock with a store passphrase creates it",
+  consoleLock: false,
+  passwordUnlock: true,
+  creates: true,
+};
+
+Deno.test("a store without a keyring: the prompt creates it, asks twice, refuses an empty passphrase, starts over on a mismatch", () => {
+  let r = storeIs(start([]), CREATES);
+  assert.equal(r.state.screen, "unlock");
+  let text = screen(r.state);
+  assert.match(text, /create the secret store \|/);
+  assert.match(text, /CREATE THE SECRET STORE/);
+  assert.match(
+    text,
+    /Create the secret store: choose a passphrase, press Enter, then type it again/,
+  );
+  assert.match(text, /new passphrase: \(nothing typed\)/);
+  assert.match(text, /type it again: +\(after Enter\)/);
+  assert.match(text, /it approves no request/);
+  assert.match(text.split("\n").at(-1)!, /Enter next /);
+  // An empty passphrase is refused.
+  r = pass(r.state, "enter", true);
+  assert.deepEqual(r.effects, []);
+  assert.match(r.state.status!.text, /an empty passphrase is refused/);
+  assert.equal(r.state.unlock.step, "first");
+  // The first typing, then Enter: on to typing it again (nothing sent yet).
+  r = pass(pass(r.state, "text", false).state, "enter", false);
+  assert.deepEqual(r.effects, []);
+  assert.equal(r.state.unlock.step, "confirm");
+  assert.equal(r.state.unlock.typed, false);
+  assert.match(r.state.status!.text, /now type the same passphrase again/);
+  text = screen(r.state);
+  assert.match(text, /new passphrase: \(typed/);
+  assert.match(text, /type it again: +\(nothing typed\)/);
+  assert.match(text.split("\n").at(-1)!, /Enter create .*Esc start over/);
+  r = pass(r.state, "enter", true);
+  assert.deepEqual(r.effects, [], "nothing typed again: nothing sent");
+  assert.match(r.state.status!.text, /type the same passphrase again/);
+  r = pass(pass(r.state, "text", false).state, "enter", false);
+  assert.deepEqual(r.effects, [{ type: "unlockStore", create: true }]);
+  assert.ok(r.state.unlock.busy);
+  assert.match(screen(r.state), /type it again: +\(creating\.\.\.\)/);
+  // main.ts found the two different: back to the first passphrase, nothing sent.
+  r = step(r.state, { type: "unlockResult", outcome: "mismatch", text: null, at: clock });
+  assert.deepEqual(r.effects, []);
+  assert.equal(r.state.screen, "unlock");
+  assert.equal(r.state.unlock.step, "first");
+  assert.equal(r.state.unlock.busy, false);
+  assert.equal(r.state.status!.text, "the two passphrases differ");
+  assert.match(screen(r.state), /the two passphrases differ: nothing was created/);
+  assert.match(screen(r.state), /new passphrase: \(nothing typed\)/);
+  // Esc with nothing typed again goes back one step; from the first, to the list.
+  r = pass(pass(pass(r.state, "text", false).state, "enter", false).state, "esc", true);
+  assert.equal(r.state.unlock.step, "first");
+  assert.match(r.state.status!.text, /start over: choose a passphrase/);
+  r = pass(r.state, "esc", true);
+  assert.equal(r.state.screen, "list");
+  assert.match(r.state.status!.text, /not created yet; p creates it/);
+  text = screen(r.state);
+  assert.match(text.split("\n")[0], /\| NO STORE YET/);
+  assert.match(text, /NO SECRET STORE YET +secrets can be neither stored nor read until it is/);
+  assert.match(text, /p: create it with\s+a passphrase/);
+  assert.match(text, / p create the store /);
+  // p, the pair typed alike: created.
+  r = press(r.state, ["p"]);
+  assert.equal(r.state.screen, "unlock");
+  r = pass(pass(r.state, "text", false).state, "enter", false);
+  r = pass(pass(r.state, "text", false).state, "enter", false);
+  assert.deepEqual(r.effects, [{ type: "unlockStore", create: true }]);
+  r = step(r.state, { type: "unlockResult", outcome: "ok", text: null, at: clock });
+  assert.equal(r.state.screen, "list");
+  assert.equal(r.state.status!.text, "the secret store is created and unlocked");
+  assert.deepEqual(r.effects, [{ type: "flushInput" }, { type: "refresh" }]);
+});
+
+Deno.test("creating: a failure starts over; a store created elsewhere meanwhile clears what was typed", () => {
+  let s = storeIs(start([]), CREATES).state;
+  s = pass(pass(s, "text", false).state, "enter", false).state;
+  s = pass(pass(s, "text", false).state, "enter", false).state;
+  let r = step(s, { type: "unlockResult", outcome: "failed", text: "no answer", at: clock });
+  assert.equal(r.state.unlock.step, "first");
+  assert.match(screen(r.state), /the store was not created: no answer/);
+  // Half-way through, the store turns into one to unlock (it was created and locked elsewhere).
+  s = pass(pass(r.state, "text", false).state, "enter", false).state;
+  r = storeIs(s, LOCKED);
+  assert.equal(r.state.screen, "unlock");
+  assert.equal(r.state.unlock.step, "first");
+  assert.equal(r.state.unlock.typed, false);
+  assert.match(r.state.status!.text, /the store changed meanwhile/);
+  assert.match(screen(r.state), /UNLOCK THE SECRET STORE/);
 });

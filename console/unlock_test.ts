@@ -248,3 +248,66 @@ Deno.test("unlock: typing on while the store opens elsewhere: the rest of the pa
     h.app.stop();
   }
 });
+
+Deno.test("create: a store without a keyring asks for a new passphrase twice; empty and mismatched pairs are refused, both buffers zeroed", async () => {
+  const admin = new MemoryAdmin();
+  admin.storeLocked = true;
+  admin.noKeyring = true;
+  const storage: [Uint8Array, Uint8Array] = [new Uint8Array(64), new Uint8Array(64)];
+  const zeroed = () => storage.every((b) => b.every((x) => x === 0));
+  const { h, screen, settleScreen } = await consoleOnXterm([], {
+    admin,
+    passphraseStorage: storage,
+  });
+  try {
+    await settleScreen();
+    let text = screen.lines().join("\n");
+    assert.match(screen.lines()[0], /create the secret store \| 0 pending/);
+    assert.match(text, /CREATE THE SECRET STORE/);
+    assert.match(text, /The secret store has no keyring yet/);
+    assert.match(text, /Create the secret store: choose a passphrase, press Enter, then type it/);
+    assert.match(text, /new passphrase: \(nothing typed\)/);
+    assert.match(screen.lines().at(-1)!, /Enter next /);
+
+    // An empty passphrase is refused.
+    await type(h, "\r");
+    await settleScreen();
+    assert.match(screen.lines().join("\n"), /an empty passphrase is refused/);
+
+    // Two different ones: "the two passphrases differ", nothing sent, start over.
+    await type(h, "first try\r");
+    await settleScreen();
+    text = screen.lines().join("\n");
+    assert.match(text, /now type the same passphrase again/);
+    assert.match(text, /type it again: +\(nothing typed\)/);
+    assert.match(screen.lines().at(-1)!, /Enter create /);
+    assert.ok(!zeroed(), "the first passphrase is kept while it is typed again");
+    await type(h, "first tyr\r");
+    await settleScreen();
+    text = screen.lines().join("\n");
+    assert.match(text, /the two passphrases differ: nothing was created\. Choose a passphrase/);
+    assert.match(text, /new passphrase: \(nothing typed\)/);
+    assert.deepEqual(admin.passwords, [], "nothing was sent");
+    assert.ok(zeroed(), "both buffers were zeroed");
+    assert.equal(admin.storeLocked, true);
+
+    // The same one twice (typed ahead in one read, a typo erased): created.
+    await type(h, "new store pass\rnew store pasX\x7fs\r");
+    await settleScreen();
+    text = screen.lines().join("\n");
+    assert.deepEqual(admin.passwords, ["new store pass"]);
+    assert.ok(admin.passwordArrays[0].every((b) => b === 0), "the bytes sent were zeroed after");
+    assert.ok(zeroed(), "both buffers were zeroed");
+    assert.equal(admin.storeLocked, false);
+    assert.match(screen.lines()[0], /pending requests \| 0 pending/);
+    assert.match(text, /the secret store is created and unlocked/);
+    assert.doesNotMatch(text, /CREATE THE SECRET STORE|NO SECRET STORE YET|NO STORE YET/);
+
+    const out = h.term.text();
+    for (const secret of ["first try", "first tyr", "new store pass", "pasX"]) {
+      assert.ok(!out.includes(secret), `"${secret}" was written to the terminal`);
+    }
+  } finally {
+    h.app.stop();
+  }
+});

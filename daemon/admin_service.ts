@@ -19,9 +19,8 @@ import {
   Errors,
   type GrantOptions,
   type RequestView,
-  type StoreStatus,
 } from "../lib/protocol.ts";
-import { StoreUnavailableError } from "./backend.ts";
+import { type BackendStatus, StoreUnavailableError } from "./backend.ts";
 import type { HistorySink } from "./history.ts";
 import { type StoreUnlocker, UnlockNotSupportedError, WrongPasswordError } from "./store_unlock.ts";
 import { RequestError, type RequestManager } from "./requests.ts";
@@ -48,7 +47,7 @@ export class AdminService {
   #history: HistorySink;
   #adminUid: number;
   #log: (line: string) => void;
-  #status: (() => Promise<StoreStatus>) | null;
+  #status: (() => Promise<BackendStatus>) | null;
   #unlocker: StoreUnlocker | null;
   #onLock: (() => Promise<string[]>) | null;
 
@@ -65,7 +64,7 @@ export class AdminService {
       manager: RequestManager;
       history: HistorySink;
       adminUid: number;
-      status?: () => Promise<StoreStatus>;
+      status?: () => Promise<BackendStatus>;
       unlocker?: StoreUnlocker;
       onLock?: () => Promise<string[]>;
       log?: (line: string) => void;
@@ -114,19 +113,20 @@ export class AdminService {
   }
 
   /**
-   * The store's state for `Status`: the console's lock, and whether its passphrase can open it.
-   * Never throws.
+   * The store's state for `Status`: the console's lock, whether its passphrase can open it, and
+   * whether that passphrase would create it (no keyring yet). Never throws.
    */
   async #storeStatus(): Promise<AdminStoreStatus> {
     const consoleLock = this.#manager.locked;
-    const base: StoreStatus = this.#status
+    const base: BackendStatus = this.#status
       ? await this.#status()
       : { state: "unavailable", message: "no secret store is configured" };
     let passwordUnlock: boolean | null = null;
     if (base.state === "locked" && !consoleLock) {
       passwordUnlock = this.#unlocker ? await this.#unlocker.supported().catch(() => null) : false;
     }
-    return { state: base.state, message: base.message, consoleLock, passwordUnlock };
+    const creates = passwordUnlock === true && base.noKeyring === true;
+    return { state: base.state, message: base.message, consoleLock, passwordUnlock, creates };
   }
 
   #dispatch(msg: Message): boolean {
@@ -166,8 +166,9 @@ export class AdminService {
     if (!this.#unlocker) {
       throw new RequestError(Errors.NotSupported, "this daemon has no secret store to unlock");
     }
+    let outcome: "unlocked" | "created";
     try {
-      await this.#unlocker.unlock(password);
+      outcome = await this.#unlocker.unlock(password);
     } catch (err) {
       if (err instanceof WrongPasswordError) {
         this.#log("unlock: wrong password");
@@ -182,7 +183,11 @@ export class AdminService {
       throw err;
     }
     this.#manager.unlock(); // the store is open again: so is the console's lock
-    this.#log("unlock: the secret store is unlocked");
+    this.#log(
+      outcome === "created"
+        ? "unlock: the secret store had no keyring: created it with the passphrase; unlocked"
+        : "unlock: the secret store is unlocked",
+    );
     this.storeChanged();
   }
 

@@ -28,24 +28,28 @@ class FakeUnlocker implements StoreUnlocker {
       ? Promise.reject(this.support)
       : Promise.resolve(this.support);
   }
-  unlock(password: Uint8Array): Promise<void> {
-    if (this.support !== true) {
-      return Promise.reject(new UnlockNotSupportedError("no master password here"));
+  async unlock(password: Uint8Array): Promise<"unlocked" | "created"> {
+    if (this.support !== true) throw new UnlockNotSupportedError("no master password here");
+    if ((await this.backend.status()).noKeyring) {
+      if (password.length === 0) throw new WrongPasswordError("an empty passphrase");
+      this.backend.createKeyring();
+      return "created";
     }
     if (new TextDecoder().decode(password) !== PASSWORD) {
-      return Promise.reject(new WrongPasswordError("the password did not unlock the store"));
+      throw new WrongPasswordError("the password did not unlock the store");
     }
     this.backend.unlock();
-    return Promise.resolve();
+    return "unlocked";
   }
 }
 
 /**
  * The admin service wired as `daemon/main.ts` wires it (status from `SecretRequests`, the lock
- * locking the store), over a locked in-memory store, on a real companion bus.
+ * locking the store), over a locked in-memory store (`keyring: false`: one without a keyring
+ * yet), on a real companion bus.
  */
 async function withAdmin(
-  options: { unlocker: boolean },
+  options: { unlocker: boolean; keyring?: boolean },
   fn: (
     t: {
       client: AdminClient;
@@ -62,8 +66,8 @@ async function withAdmin(
     const companion = await stack.companionBus(await currentUser());
     const bus = await Bus.connect(companion.address, { timeoutMs: 5000 });
     closers.push(() => bus.close());
-    const backend = new MemoryBackend();
-    backend.lock();
+    const backend = new MemoryBackend({ keyring: options.keyring });
+    if (options.keyring !== false) backend.lock();
     const unlocker = new FakeUnlocker(backend);
     const log: string[] = [];
     const manager = new RequestManager({ gpg: new FakeGpg(), history: new MemoryHistory() });
@@ -117,6 +121,7 @@ Deno.test("Admin1.Status: locked, and whether the store's passphrase can open it
     const open = await client.status();
     assert.equal(open.state, "unlocked");
     assert.equal(open.passwordUnlock, null, "nothing to unlock");
+    assert.equal(open.creates, false);
   });
   await withAdmin({ unlocker: false }, async ({ client }) => {
     assert.equal((await client.status()).passwordUnlock, false, "no unlocker at all");
@@ -151,9 +156,44 @@ Deno.test("Admin1.Lock/Unlock: the console's lock shows in Status and signals a 
     // The lock locked the store too: lifting the console's lock leaves that for the passphrase.
     assert.deepEqual(
       { ...(await client.status()), message: "" },
-      { state: "locked", message: "", consoleLock: false, passwordUnlock: true },
+      { state: "locked", message: "", consoleLock: false, passwordUnlock: true, creates: false },
     );
     await signals(changed, 2);
     assert.deepEqual(changed, [["", "store"], ["", "store"]]);
   });
+});
+
+Deno.test("Admin1.Status and UnlockStore on a store without a keyring yet: locked, creates; the passphrase creates it", async () => {
+  await withAdmin(
+    { unlocker: true, keyring: false },
+    async ({ client, unlocker, log, changed }) => {
+      const fresh = await client.status();
+      assert.deepEqual({ ...fresh, message: "" }, {
+        state: "locked",
+        message: "",
+        consoleLock: false,
+        passwordUnlock: true,
+        creates: true,
+      });
+      assert.match(fresh.message, /no keyring yet: the first unlock with a store passphrase/);
+      // Only a passphrase that can be typed creates it: not without password unlocking.
+      unlocker.support = false;
+      assert.equal((await client.status()).creates, false);
+      unlocker.support = true;
+      await assert.rejects(
+        client.unlockStore(new Uint8Array()),
+        (e: unknown) => e instanceof AdminError && e.dbusName === Errors.WrongPassword,
+      );
+      assert.equal((await client.status()).creates, true, "an empty passphrase creates nothing");
+      await client.unlockStore(new TextEncoder().encode("a new passphrase"));
+      const open = await client.status();
+      assert.equal(open.state, "unlocked");
+      assert.equal(open.creates, false);
+      assert.match(open.message, /default collection "Login"/);
+      await signals(changed, 1);
+      assert.deepEqual(changed, [["", "store"]]);
+      assert.match(log.join("\n"), /had no keyring: created it/);
+      assert.ok(!log.join("\n").includes("a new passphrase"));
+    },
+  );
 });

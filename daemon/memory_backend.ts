@@ -1,26 +1,29 @@
 /**
- * An in-memory {@link SecretBackend} for unit tests: the shape of a fresh gnome-keyring (a
- * `login` collection that the `default` alias names, and a `session` collection) with the same
- * error semantics as `SecretServiceBackend`, plus switches to simulate a locked or
- * unavailable store.
+ * An in-memory {@link SecretBackend} for unit tests: the shape of a gnome-keyring with its login
+ * keyring (a `login` collection that the `default` alias names, and a `session` collection), or
+ * without one yet (`session` only), with the same error semantics as `SecretServiceBackend`, plus
+ * switches to simulate a locked or unavailable store.
  *
  * @module
  */
 
-import type { CollectionInfo, ItemInfo, StoreStatus } from "../lib/protocol.ts";
-import { COLLECTION_PREFIX, collectionOf } from "../lib/secret_service.ts";
+import type { CollectionInfo, ItemInfo } from "../lib/protocol.ts";
+import { COLLECTION_PREFIX, collectionOf, SESSION_COLLECTION } from "../lib/secret_service.ts";
 import {
+  type BackendStatus,
+  chooseStore,
   NoSuchObjectError,
   type SecretBackend,
   type SecretValue,
   StoreLockedError,
+  storeStatusOf,
   StoreUnavailableError,
 } from "./backend.ts";
 
 /** Path of the fake's `login` collection (the `default` alias). */
 export const MEMORY_LOGIN = `${COLLECTION_PREFIX}login`;
-/** Path of the fake's `session` collection. */
-export const MEMORY_SESSION = `${COLLECTION_PREFIX}session`;
+/** Path of the fake's `session` collection (gnome-keyring's in-memory one). */
+export const MEMORY_SESSION = SESSION_COLLECTION;
 
 interface MemoryItem {
   label: string;
@@ -55,24 +58,36 @@ export class MemoryBackend implements SecretBackend {
 
   /**
    * @param options `now`: the clock for Created/Modified, in seconds since the epoch (default
-   *   the wall clock)
+   *   the wall clock); `keyring: false` starts without the `login` collection and the `default`
+   *   alias, as gnome-keyring does before its login keyring exists (see {@link createKeyring})
    */
-  constructor(options: { now?: () => number } = {}) {
+  constructor(options: { now?: () => number; keyring?: boolean } = {}) {
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
-    const t = this.#now();
-    for (const [path, label] of [[MEMORY_LOGIN, "Login"], [MEMORY_SESSION, ""]]) {
-      this.#collections.set(path, {
-        label,
-        locked: false,
-        created: t,
-        modified: t,
-        nextId: 1,
-        items: new Map(),
-      });
-    }
+    if (options.keyring ?? true) this.createKeyring();
+    this.#add(MEMORY_SESSION, "");
+    this.#aliases.set("session", MEMORY_SESSION);
+  }
+
+  /**
+   * Creates the `login` collection, unlocked, and points the `default` and `login` aliases at it
+   * (what `UnlockStore` does on a store without a keyring).
+   */
+  createKeyring(): void {
+    this.#add(MEMORY_LOGIN, "Login");
     this.#aliases.set("default", MEMORY_LOGIN);
     this.#aliases.set("login", MEMORY_LOGIN);
-    this.#aliases.set("session", MEMORY_SESSION);
+  }
+
+  #add(path: string, label: string): void {
+    const t = this.#now();
+    this.#collections.set(path, {
+      label,
+      locked: false,
+      created: t,
+      modified: t,
+      nextId: 1,
+      items: new Map(),
+    });
   }
 
   /**
@@ -106,28 +121,17 @@ export class MemoryBackend implements SecretBackend {
     this.#unavailable = unavailable;
   }
 
-  /** The `login` collection's state, worded as `SecretServiceBackend.status` words it. */
-  status(): Promise<StoreStatus> {
+  /** The store's state, chosen and worded as `SecretServiceBackend.status` does. */
+  status(): Promise<BackendStatus> {
     if (this.#unavailable) {
       return Promise.resolve({
         state: "unavailable",
         message: "the secret store is not running (memory backend set unavailable)",
       });
     }
-    const c = this.#collections.get(MEMORY_LOGIN)!;
-    const name = `"${c.label}" (${MEMORY_LOGIN})`;
-    return Promise.resolve(
-      c.locked
-        ? {
-          state: "locked",
-          message: `the secret store's default collection ${name} is locked: the store must ` +
-            `be unlocked before secrets can be read or changed`,
-        }
-        : {
-          state: "unlocked",
-          message: `the secret store's default collection ${name} is unlocked`,
-        },
-    );
+    const choice = chooseStore(this.#aliases.get("default") ?? null, [...this.#collections.keys()]);
+    const c = "path" in choice ? this.#collections.get(choice.path) : undefined;
+    return Promise.resolve(storeStatusOf(choice, c));
   }
 
   /** Every collection. */

@@ -20,12 +20,14 @@ import {
   type RequestKind,
   type SecretDetails,
   type SecretOperation,
-  type StoreStatus,
   type VerifiedCaller,
 } from "../lib/protocol.ts";
 import { aliasFromPath, isCollectionPath, isItemPath } from "../lib/secret_service.ts";
 import {
   BackendError,
+  type BackendStatus,
+  hasNoKeyring,
+  NO_KEYRING_TEXT,
   NoSuchObjectError,
   type SecretBackend,
   type SecretValue,
@@ -82,9 +84,9 @@ export class SecretRequests {
 
   /**
    * The store's state. Never throws: an unreachable backend is `unavailable`; while the console's
-   * lock is on it is `locked`.
+   * lock is on it is `locked`; a store without a keyring yet is `locked` with `noKeyring`.
    */
-  async status(): Promise<StoreStatus> {
+  async status(): Promise<BackendStatus> {
     if (this.#manager.locked) {
       return {
         state: "locked",
@@ -405,12 +407,21 @@ export class SecretRequests {
     return { pid: client.pid, uid: info.uid, cmdline: info.cmdline, consistent };
   }
 
-  /** A collection path, resolving an alias path; checks that it exists. */
+  /**
+   * A collection path, resolving an alias path; checks that it exists.
+   *
+   * @throws {RequestError} `NoSuchObject`; `StoreLocked` for an alias that is not set while the
+   *   store has no keyring yet (the default collection does not exist until it is created)
+   */
   async #collection(path: string): Promise<string> {
     const alias = aliasFromPath(path);
     if (alias !== null) {
       const target = await backendCall(() => this.#backend.readAlias(alias));
-      if (target === null) throw new RequestError(Errors.NoSuchObject, `no collection ${path}`);
+      if (target === null) {
+        const all = await backendCall(() => this.#backend.collections());
+        if (hasNoKeyring(all.map((c) => c.path))) throw noKeyring();
+        throw new RequestError(Errors.NoSuchObject, `no collection ${path}`);
+      }
       return target;
     }
     if (!isCollectionPath(path)) {
@@ -438,8 +449,16 @@ export class SecretRequests {
     return infos;
   }
 
+  /**
+   * Refuses a request on a locked collection, and every request while the store has no keyring
+   * yet (nothing is written into gnome-keyring's in-memory `session` collection then, nor read
+   * from it: the console shows the store as locked).
+   *
+   * @throws {RequestError} `StoreLocked`, `StoreUnavailable`
+   */
   async #requireUnlocked(collections: string[]): Promise<void> {
     const all = await backendCall(() => this.#backend.collections());
+    if (hasNoKeyring(all.map((c) => c.path))) throw noKeyring();
     const locked = all.filter((c) => collections.includes(c.path) && c.locked);
     if (locked.length > 0) {
       throw new RequestError(
@@ -457,6 +476,15 @@ export class SecretRequests {
       `metadata: client pid ${c.pid ?? "?"} (${c.exe ?? "unknown program"}) ${what}`,
     );
   }
+}
+
+/** The refusal of a secret request while the store has no keyring yet. */
+function noKeyring(): RequestError {
+  return new RequestError(
+    Errors.StoreLocked,
+    `store locked: ${NO_KEYRING_TEXT} (typed on the console, or ctl unlock --password-stdin as ` +
+      `the companion)`,
+  );
 }
 
 /** What the flood limit counts for a request the agent forwards: one desktop client. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type ClientReport, Errors, READ_WINDOW_MS, type VerifiedCaller } from "../lib/protocol.ts";
-import { MEMORY_LOGIN, MemoryBackend } from "./memory_backend.ts";
+import { ALIAS_PREFIX } from "../lib/secret_service.ts";
+import { MEMORY_LOGIN, MEMORY_SESSION, MemoryBackend } from "./memory_backend.ts";
 import type { ProcReader } from "./proc.ts";
 import { type Completion, RequestError, RequestManager } from "./requests.ts";
 import { type Asker, parseClientReport, psArgs, SecretRequests } from "./secret_requests.ts";
@@ -198,6 +199,52 @@ Deno.test("a locked or missing store refuses requests with a clear error", async
   backend.setUnavailable(true);
   await refused(secrets.requestRead([item], asker()), Errors.StoreUnavailable);
   assert.equal((await secrets.status()).state, "unavailable");
+});
+
+Deno.test("a store without a keyring yet: status locked, every secret request refused, nothing written into the session collection", async () => {
+  const manager = new RequestManager({ gpg: new FakeGpg(), history: new MemoryHistory() });
+  try {
+    const backend = new MemoryBackend({ keyring: false });
+    const secrets = new SecretRequests(backend, { manager, clientUid: 1000, proc });
+    const asker: Asker = { caller: CALLER, requester: AGENT, client: client() };
+    const status = await secrets.status();
+    assert.equal(status.state, "locked");
+    assert.equal(status.noKeyring, true);
+    assert.match(status.message, /no keyring yet: the first unlock with a store passphrase/);
+    // Something already in gnome-keyring's session collection (put there by its own tools).
+    const there = await backend.createItem(MEMORY_SESSION, {
+      label: "in memory only",
+      attributes: { k: "v" },
+      secret: { value: enc("x"), contentType: "text/plain" },
+      replace: false,
+    });
+    const item = {
+      label: "new",
+      attributes: { service: "mail" },
+      secret: { value: enc("s3cret"), contentType: "text/plain" },
+      replace: false,
+      asker,
+    };
+    const noKeyring = (err: unknown) =>
+      err instanceof RequestError && err.dbusName === Errors.StoreLocked &&
+      /store locked: the secret store has no keyring yet: the first unlock with a store passphrase creates it/
+        .test(err.message);
+    for (const collection of [`${ALIAS_PREFIX}default`, MEMORY_SESSION, `${ALIAS_PREFIX}session`]) {
+      await assert.rejects(secrets.requestCreateItem(collection, item), noKeyring, collection);
+    }
+    await assert.rejects(secrets.requestRead([there], asker), noKeyring);
+    await assert.rejects(secrets.requestDelete(there, asker), noKeyring);
+    assert.deepEqual(manager.list(), [], "no request was raised");
+    assert.deepEqual((await backend.searchItems({}, MEMORY_SESSION)).map((i) => i.path), [there]);
+
+    // Created (by the first unlock): the default alias takes writes again.
+    backend.createKeyring();
+    assert.equal((await secrets.status()).state, "unlocked");
+    const id = await secrets.requestCreateItem(`${ALIAS_PREFIX}default`, item);
+    assert.equal(manager.get(id).secret?.collection?.path, MEMORY_LOGIN);
+  } finally {
+    manager.shutdown("test over");
+  }
 });
 
 Deno.test("a read approved after the store was locked fails instead of hanging", async () => {

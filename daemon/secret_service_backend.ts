@@ -24,7 +24,7 @@ import {
   nameOwnerChangedRule,
   Variant,
 } from "../lib/dbus.ts";
-import type { CollectionInfo, ItemInfo, StoreStatus } from "../lib/protocol.ts";
+import type { CollectionInfo, ItemInfo } from "../lib/protocol.ts";
 import {
   collectionOf,
   Iface,
@@ -33,6 +33,7 @@ import {
   SecretErrors,
   SECRETS_NAME,
   SERVICE_PATH,
+  SESSION_COLLECTION,
 } from "../lib/secret_service.ts";
 import {
   DH_ALGORITHM,
@@ -45,10 +46,13 @@ import {
 } from "../lib/secret_session.ts";
 import {
   BackendError,
+  type BackendStatus,
+  chooseStore,
   NoSuchObjectError,
   type SecretBackend,
   type SecretValue,
   StoreLockedError,
+  storeStatusOf,
   StoreUnavailableError,
 } from "./backend.ts";
 
@@ -241,39 +245,26 @@ export class SecretServiceBackend implements SecretBackend {
   }
 
   /**
-   * The default collection's state: `ReadAlias("default")`, or the first collection when the
-   * alias is not set. Never throws: a backend that does not answer (or has no collection) is
-   * reported as `unavailable`, with the reason in `message`.
+   * The store's state: the collection `ReadAlias("default")` names or, without it, the first
+   * collection ({@link chooseStore}: gnome-keyring's in-memory `session` collection never
+   * counts); `locked` with `noKeyring` when there is no other collection. Never throws: a
+   * backend that does not answer (or has no collection at all) is reported as `unavailable`,
+   * with the reason in `message`.
    */
-  async status(): Promise<StoreStatus> {
+  async status(): Promise<BackendStatus> {
     try {
       await this.start();
-      let path = await this.readAlias("default");
-      let how = "default collection";
-      if (path === null) {
-        const all = await this.#collectionPaths();
-        if (all.length === 0) {
-          return {
-            state: "unavailable",
-            message: "the secret store has no collection (and no default alias)",
-          };
-        }
-        path = all[0];
-        how = "first collection (no default alias is set)";
-      }
+      const alias = await this.readAlias("default");
+      const choice = chooseStore(
+        alias,
+        alias !== null && alias !== SESSION_COLLECTION ? [] : await this.#collectionPaths(),
+      );
+      if (choice.kind !== "default" && choice.kind !== "first") return storeStatusOf(choice);
       const [label, locked] = await Promise.all([
-        this.#getProperty(path, Iface.Collection, "Label"),
-        this.#getProperty(path, Iface.Collection, "Locked"),
+        this.#getProperty(choice.path, Iface.Collection, "Label"),
+        this.#getProperty(choice.path, Iface.Collection, "Locked"),
       ]);
-      const name = `"${String(label) || basename(path)}" (${path})`;
-      if (locked === true) {
-        return {
-          state: "locked",
-          message: `the secret store's ${how} ${name} is locked: the store must be unlocked ` +
-            `before secrets can be read or changed`,
-        };
-      }
-      return { state: "unlocked", message: `the secret store's ${how} ${name} is unlocked` };
+      return storeStatusOf(choice, { label: asString(label), locked: locked === true });
     } catch (err) {
       return { state: "unavailable", message: errorText(err) };
     }
@@ -874,10 +865,6 @@ function asAttributes(v: unknown): Record<string, string> {
     for (const [k, val] of Object.entries(v as Record<string, unknown>)) out[k] = String(val);
   }
   return out;
-}
-
-function basename(path: string): string {
-  return path.slice(path.lastIndexOf("/") + 1);
 }
 
 function plural(n: number, one: string, many: string): string {

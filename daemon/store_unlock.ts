@@ -15,8 +15,14 @@
 
 import { Buffer } from "node:buffer";
 import { type Bus, DBusCallError, Variant } from "../lib/dbus.ts";
-import { Iface, NULL_PATH, SECRETS_NAME, SERVICE_PATH } from "../lib/secret_service.ts";
-import { StoreUnavailableError } from "./backend.ts";
+import {
+  Iface,
+  NULL_PATH,
+  SECRETS_NAME,
+  SERVICE_PATH,
+  SESSION_COLLECTION,
+} from "../lib/secret_service.ts";
+import { chooseStore, StoreUnavailableError } from "./backend.ts";
 
 /** gnome-keyring's private interface with the master-password methods. */
 export const GNOME_KEYRING_PRIVATE = "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface";
@@ -42,12 +48,17 @@ export class UnlockNotSupportedError extends Error {
 /** Unlocks the store; see the module doc. */
 export interface StoreUnlocker {
   /**
-   * Unlocks the default collection with `password` (bytes, exactly as typed), creating it when
-   * the store has none. Resolves at once when it is already unlocked.
+   * Unlocks the store with `password` (bytes, exactly as typed): the collection `chooseStore`
+   * picks (the one `status()` reports), or, when the store has no keyring yet (no collection
+   * but gnome-keyring's `session` one), creates one with it and makes it the `default` alias.
+   * Resolves at once when the store is already unlocked (whatever the password).
    *
-   * @throws {WrongPasswordError}, {@link UnlockNotSupportedError}, {@link StoreUnavailableError}
+   * @returns `created` when it created the store's keyring, `unlocked` otherwise
+   * @throws {WrongPasswordError} for a password that does not unlock it, and for an empty one
+   *   (never a store created without a passphrase)
+   * @throws {UnlockNotSupportedError}, {@link StoreUnavailableError}
    */
-  unlock(password: Uint8Array): Promise<void>;
+  unlock(password: Uint8Array): Promise<"unlocked" | "created">;
   /**
    * Whether {@link unlock} can work with this backend at all (false: it would throw
    * {@link UnlockNotSupportedError}). Asked afresh each time: the backend may be replaced.
@@ -75,22 +86,36 @@ export class MasterPasswordUnlocker implements StoreUnlocker {
     return this.#offersMasterPassword();
   }
 
-  async unlock(password: Uint8Array): Promise<void> {
-    if (password.length === 0) throw new WrongPasswordError("the password is empty");
+  async unlock(password: Uint8Array): Promise<"unlocked" | "created"> {
     if (!(await this.#offersMasterPassword())) {
+      if (password.length === 0) throw new WrongPasswordError("the password is empty");
       throw new UnlockNotSupportedError(
         "this secret store cannot be unlocked with a password from secrets-dispatcher " +
           "(it has no gnome-keyring master-password interface); unlock it with its own tools",
       );
     }
+    const [alias] = await this.#call(Iface.Service, "ReadAlias", "s", ["default"]);
+    const defaultAlias = alias === NULL_PATH ? null : String(alias);
+    const choice = chooseStore(
+      defaultAlias,
+      defaultAlias !== null && defaultAlias !== SESSION_COLLECTION ? [] : await this.#collections(),
+    );
+    const creating = choice.kind === "noKeyring" || choice.kind === "none";
+    if (password.length === 0) {
+      throw new WrongPasswordError(
+        creating
+          ? "an empty passphrase cannot create the secret store: choose one"
+          : "the password is empty",
+      );
+    }
+    if (!creating && !(await this.#locked(choice.path))) return "unlocked";
     const [, session] = await this.#call(Iface.Service, "OpenSession", "sv", [
       "plain",
       new Variant("s", ""),
     ]);
     const secret = [String(session), Buffer.alloc(0), Buffer.from(password), "text/plain"];
     try {
-      const [alias] = await this.#call(Iface.Service, "ReadAlias", "s", ["default"]);
-      if (alias === NULL_PATH) {
+      if (creating) {
         const [created] = await this.#call(
           GNOME_KEYRING_PRIVATE,
           "CreateWithMasterPassword",
@@ -101,21 +126,21 @@ export class MasterPasswordUnlocker implements StoreUnlocker {
           ],
         );
         await this.#call(Iface.Service, "SetAlias", "so", ["default", String(created)]);
-        return;
+        return "created";
       }
-      if (!(await this.#locked(String(alias)))) return;
       try {
         await this.#call(GNOME_KEYRING_PRIVATE, "UnlockWithMasterPassword", "o(oayays)", [
-          String(alias),
+          choice.path,
           secret,
         ]);
       } catch (err) {
         if (!(err instanceof DBusCallError)) throw err;
         // gnome-keyring answers a wrong password with an error; check the state either way.
       }
-      if (await this.#locked(String(alias))) {
+      if (await this.#locked(choice.path)) {
         throw new WrongPasswordError("the password did not unlock the secret store");
       }
+      return "unlocked";
     } finally {
       (secret[2] as Buffer).fill(0);
       await this.#bus.call({
@@ -125,6 +150,13 @@ export class MasterPasswordUnlocker implements StoreUnlocker {
         member: "Close",
       }, { timeoutMs: 2000 }).catch(() => {});
     }
+  }
+
+  /** Every collection path (`Service.Collections`). */
+  async #collections(): Promise<string[]> {
+    const [v] = await this.#call(Iface.Properties, "Get", "ss", [Iface.Service, "Collections"]);
+    const value = (v as { value?: unknown }).value;
+    return Array.isArray(value) ? value.map(String) : [];
   }
 
   async #offersMasterPassword(): Promise<boolean> {

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { Bus, type Message, MessageType } from "../lib/dbus.ts";
-import { Iface, SECRETS_NAME, SERVICE_PATH } from "../lib/secret_service.ts";
+import { Iface, SECRETS_NAME, SERVICE_PATH, SESSION_COLLECTION } from "../lib/secret_service.ts";
 import { currentUser, Stack } from "../dev/harness.ts";
 import { StoreUnavailableError } from "./backend.ts";
 import { SecretServiceBackend } from "./secret_service_backend.ts";
@@ -19,16 +19,21 @@ const PASSWORD = "login p\u00e4ssword";
 const LOGIN = "/org/freedesktop/secrets/collection/login";
 const enc = (s: string) => new TextEncoder().encode(s);
 
+/** A gnome-keyring with its login keyring (`login: false`: a fresh one without). */
 async function withKeyring(
   fn: (
     k: { bus: Bus; backend: SecretServiceBackend; unlocker: MasterPasswordUnlocker },
   ) => Promise<void>,
+  options: { login?: boolean } = {},
 ): Promise<void> {
   const stack = await Stack.temp("sd-unlock-");
   let bus: Bus | undefined;
   try {
     const companion = await stack.companionBus(await currentUser());
-    await stack.gnomeKeyring({ bus: companion, password: PASSWORD });
+    await stack.gnomeKeyring({
+      bus: companion,
+      password: options.login === false ? null : PASSWORD,
+    });
     bus = await Bus.connect(companion.address, { timeoutMs: 5000 });
     const backend = new SecretServiceBackend(bus);
     await backend.start();
@@ -67,15 +72,47 @@ Deno.test("a locked store: a wrong password leaves it locked, the right one unlo
   });
 });
 
-Deno.test("a store without a default collection gets one, unlocked, with that password", async () => {
+Deno.test("a store without a default alias: the first collection, which Status names, is unlocked; none is created", async () => {
   await withKeyring(async ({ bus, backend, unlocker }) => {
     await service(bus, "SetAlias", "so", ["default", "/"]);
-    const before = (await backend.collections()).length;
-    await unlocker.unlock(enc(PASSWORD));
+    await service(bus, "Lock", "ao", [[LOGIN]]);
+    const before = await backend.collections();
+    const status = await backend.status();
+    assert.equal(status.state, "locked");
+    assert.match(
+      status.message,
+      /first collection \(no default alias is set\) .*collection\/login/,
+    );
+    assert.equal(status.noKeyring, undefined);
+    await assert.rejects(unlocker.unlock(enc("not it")), WrongPasswordError);
+    assert.equal(await unlocker.unlock(enc(PASSWORD)), "unlocked");
+    assert.equal((await backend.status()).state, "unlocked");
+    assert.deepEqual(
+      (await backend.collections()).map((c) => [c.path, c.locked]),
+      before.map((c) => [c.path, false]),
+    );
+  });
+});
+
+Deno.test("a store without a keyring (gnome-keyring's session collection only): locked, no keyring; the first passphrase creates it", async () => {
+  await withKeyring(async ({ bus, backend, unlocker }) => {
+    assert.deepEqual((await backend.collections()).map((c) => [c.path, c.locked]), [
+      [SESSION_COLLECTION, false],
+    ]);
+    const fresh = await backend.status();
+    assert.equal(fresh.state, "locked", "the always-unlocked session collection does not count");
+    assert.equal(fresh.noKeyring, true);
+    assert.match(fresh.message, /has no keyring yet: the first unlock with a store passphrase/);
+    await assert.rejects(unlocker.unlock(new Uint8Array()), /empty passphrase cannot create/);
+    assert.equal((await backend.status()).noKeyring, true, "nothing was created");
+
+    assert.equal(await unlocker.unlock(enc(PASSWORD)), "created");
     const def = await backend.readAlias("default");
-    assert.ok(def, "the default alias names a collection");
-    assert.equal((await backend.collections()).length, before + 1);
-    const item = await backend.createItem(def!, {
+    assert.ok(def !== null && def !== SESSION_COLLECTION, "the default alias names a new keyring");
+    const open = await backend.status();
+    assert.equal(open.state, "unlocked");
+    assert.match(open.message, /default collection "Login"/);
+    const item = await backend.createItem(def, {
       label: "x",
       attributes: { a: "b" },
       secret: { value: enc("v"), contentType: "text/plain" },
@@ -85,11 +122,13 @@ Deno.test("a store without a default collection gets one, unlocked, with that pa
       new TextDecoder().decode((await backend.getSecrets([item])).get(item)!.value),
       "v",
     );
-    // Locked again, it opens with the password it was created with.
+    // Locked again, it opens with the password it was created with (and is not created again).
     await service(bus, "Lock", "ao", [[def]]);
+    assert.equal((await backend.status()).state, "locked");
     await assert.rejects(unlocker.unlock(enc("other")), WrongPasswordError);
-    await unlocker.unlock(enc(PASSWORD));
-  });
+    assert.equal(await unlocker.unlock(enc(PASSWORD)), "unlocked");
+    assert.equal((await backend.collections()).length, 2);
+  }, { login: false });
 });
 
 Deno.test("a backend without the master-password interface: not supported; none at all: unavailable", async () => {

@@ -62,8 +62,13 @@ async function runHelper(env: Record<string, string>, stdin: string) {
       stderr: "piped",
     }).spawn();
     const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
+    try {
+      await w.write(new TextEncoder().encode(stdin));
+      await w.close();
+    } catch (err) {
+      // A helper that ignores the call exits without reading: the pipe may be closed already.
+      if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
+    }
     const out = await child.output();
     listener.close();
     const read = (f: string) => Deno.readTextFile(`${dir}/${f}`).catch(() => null);

@@ -224,26 +224,32 @@ export class Stack {
    * again with the same `home` and password reopens it unlocked (shared/reference/secret-service.md
    * §2.1). The process gets a clean environment; `Stack.stop()` stops it.
    *
-   * @param options `bus` to serve on; `password`; `home` (default `<dir>/keyring-home`, reused
-   *   across restarts); `name` of the process and its log (default `gnome-keyring`)
+   * With `password` null it starts without `--unlock`, as the production backend unit does: a
+   * fresh `home` then has no login keyring (only the in-memory `session` collection, no `default`
+   * alias) until `Admin1.UnlockStore` creates one; it waits only for the name's owner.
+   *
+   * @param options `bus` to serve on; `password` (or null: no login keyring); `home` (default
+   *   `<dir>/keyring-home`, reused across restarts); `name` of the process and its log (default
+   *   `gnome-keyring`)
    * @returns the home used, the process, and `stop()` (SIGTERM, then SIGKILL after 3 s)
    * @throws {Error} with the keyring's log when it exits or does not get ready within 10 s
    */
   async gnomeKeyring(options: {
     bus: BusInfo;
-    password: string;
+    password: string | null;
     home?: string;
     name?: string;
   }): Promise<{ home: string; child: Deno.ChildProcess; stop(): Promise<void> }> {
     const home = options.home ?? `${this.dir}/keyring-home`;
     const name = options.name ?? "gnome-keyring";
+    const unlock = options.password !== null;
     await Deno.mkdir(home, { recursive: true, mode: 0o700 });
     // A fresh runtime dir per start (makeTempDir makes it 0700): no stale control socket.
     const runtimeDir = await Deno.makeTempDir({ dir: this.dir, prefix: "xdg-run-" });
     const child = await this.spawn(
       name,
       "gnome-keyring-daemon",
-      ["--unlock", "--foreground", "--components=secrets"],
+      [...(unlock ? ["--unlock"] : []), "--foreground", "--components=secrets"],
       {
         clearEnv: true,
         env: {
@@ -252,7 +258,7 @@ export class Stack {
           XDG_RUNTIME_DIR: runtimeDir,
           DBUS_SESSION_BUS_ADDRESS: options.bus.address,
         },
-        stdin: options.password,
+        stdin: options.password ?? undefined,
       },
     );
     let exited = false;
@@ -260,7 +266,9 @@ export class Stack {
     const bus = await Bus.connect(options.bus.address, { timeoutMs: 5000, callTimeoutMs: 2000 });
     try {
       await waitFor(
-        "gnome-keyring to own org.freedesktop.secrets with a default collection",
+        unlock
+          ? "gnome-keyring to own org.freedesktop.secrets with a default collection"
+          : "gnome-keyring to own org.freedesktop.secrets",
         async () => {
           if (exited) throw new Error("gnome-keyring-daemon exited");
           try {
@@ -272,7 +280,7 @@ export class Stack {
               signature: "s",
               body: ["default"],
             });
-            return alias !== "/";
+            return !unlock || alias !== "/";
           } catch {
             return false; // not owned yet, or still starting
           }

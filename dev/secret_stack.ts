@@ -35,7 +35,7 @@ export interface SecretStack extends SignStack {
   startDaemon(): Promise<void>;
   /** Environment for Secret Service clients (`secret-tool`, python) on the desktop bus. */
   clientEnv: Record<string, string>;
-  /** Stops gnome-keyring and starts it again with the same home and password. */
+  /** Stops gnome-keyring and starts it again with the same home and password (or none). */
   restartKeyring(): Promise<void>;
   /**
    * Starts (another) agent with production flags; resolves once it says `ready`.
@@ -70,8 +70,9 @@ export function desktopBusConfig(socket: string): string {
  * Starts the full stack in a fresh dir (or `dir`).
  *
  * @param options `dir` to work in; `ttlSeconds` of pending requests; `agent: false` to leave
- *   the agent out (a test then starts it with `startAgent`); `onNotification` sees each event
- *   of the notification server (the demo logs them)
+ *   the agent out (a test then starts it with `startAgent`); `loginKeyring: false` starts
+ *   gnome-keyring without a login keyring (a fresh companion: the first `UnlockStore` creates
+ *   it); `onNotification` sees each event of the notification server (the demo logs them)
  * @throws {Error} with the failing component's log when something does not start
  */
 export async function secretStack(
@@ -79,17 +80,16 @@ export async function secretStack(
     dir?: string;
     ttlSeconds?: number;
     agent?: boolean;
+    loginKeyring?: boolean;
     onNotification?: (e: NotificationEvent) => void;
   } = {},
 ): Promise<SecretStack> {
+  const password = options.loginKeyring === false ? null : DEMO_KEYRING_PASSWORD;
   const s = await signStack({ dir: options.dir, ttlSeconds: options.ttlSeconds });
   const { stack } = s;
   let notifications: NotificationServer | undefined;
   try {
-    const keyring = await stack.gnomeKeyring({
-      bus: s.companionBus,
-      password: DEMO_KEYRING_PASSWORD,
-    });
+    const keyring = await stack.gnomeKeyring({ bus: s.companionBus, password });
     const base = `${stack.dir}/desktop`;
     await Deno.mkdir(base, { recursive: true, mode: 0o700 });
     const socket = `${base}/bus`;
@@ -186,7 +186,7 @@ export async function secretStack(
         await full.keyring.stop();
         full.keyring = await stack.gnomeKeyring({
           bus: s.companionBus,
-          password: DEMO_KEYRING_PASSWORD,
+          password,
           home: keyring.home,
         });
       },

@@ -366,7 +366,7 @@ export class AdminClient {
 
   /**
    * Unlocks the secret store with `password` (the bytes exactly as typed; the daemon never logs
-   * them), or creates its default collection with it when it has none.
+   * them), or creates its keyring with it when it has none yet ({@link AdminStoreStatus.creates}).
    *
    * @throws {AdminError} `WrongPassword`, `NotSupported`, `StoreUnavailable`; errors as
    *   {@link list}
@@ -382,8 +382,9 @@ export class AdminClient {
 
   /**
    * The secret store's state as the daemon sees its backend, whether the console's lock is on,
-   * and whether {@link unlockStore} can open it. A daemon that does not send `consoleLock` or
-   * `passwordUnlock` (an older one) is read as `false` and `null`.
+   * whether {@link unlockStore} can open it, and whether it would create it. A daemon that does
+   * not send `consoleLock`, `passwordUnlock` or `creates` (an older one) is read as `false`,
+   * `null` and `false`.
    *
    * @throws {AdminError} with `BAD_REPLY_ERROR` for a malformed reply; errors as {@link list}
    */
@@ -395,7 +396,8 @@ export class AdminClient {
       typeof value.message !== "string" ||
       !(value.consoleLock === undefined || typeof value.consoleLock === "boolean") ||
       !(value.passwordUnlock === undefined || value.passwordUnlock === null ||
-        typeof value.passwordUnlock === "boolean")
+        typeof value.passwordUnlock === "boolean") ||
+      !(value.creates === undefined || typeof value.creates === "boolean")
     ) {
       throw new AdminError(BAD_REPLY_ERROR, "Status: reply is not a store status");
     }
@@ -404,6 +406,7 @@ export class AdminClient {
       message: value.message,
       consoleLock: value.consoleLock ?? false,
       passwordUnlock: value.passwordUnlock ?? null,
+      creates: value.creates ?? false,
     };
   }
 

@@ -75,12 +75,13 @@ Deno.test("AdminClient against a fake admin service", async (t) => {
       assert.deepEqual(await client.history(5), fake.history);
       assert.deepEqual(fake.calls.at(-1), { member: "History", body: [5] });
     });
-    await t.step("status: the console's lock and password unlocking; checked", async () => {
+    await t.step("status: the console's lock, password unlocking, creating; checked", async () => {
       fake.status = {
         state: "locked",
         message: "m",
         consoleLock: false,
         passwordUnlock: true,
+        creates: true,
       };
       assert.deepEqual(await client.status(), fake.status);
       fake.status = { state: "locked", message: "from an older daemon" };
@@ -89,12 +90,14 @@ Deno.test("AdminClient against a fake admin service", async (t) => {
         message: "from an older daemon",
         consoleLock: false,
         passwordUnlock: null,
+        creates: false,
       });
       for (
         const bad of [
           { state: "open", message: "m" },
           { state: "locked", message: "m", consoleLock: "yes" },
           { state: "locked", message: "m", passwordUnlock: 1 },
+          { state: "locked", message: "m", passwordUnlock: true, creates: "yes" },
           null,
         ]
       ) {

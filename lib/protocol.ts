@@ -425,7 +425,11 @@ export interface SecretDetails {
 
 /** State of the secret store as the daemon sees its backend. */
 export interface StoreStatus {
-  /** `unlocked`: usable; `locked`: its collection is locked; `unavailable`: no backend. */
+  /**
+   * `unlocked`: usable; `locked`: its collection is locked, or it has no keyring yet (only
+   * gnome-keyring's in-memory `session` collection, which never counts); `unavailable`: no
+   * backend.
+   */
   state: "unlocked" | "locked" | "unavailable";
   /** Human text: which backend, which collection, what to do. */
   message: string;
@@ -451,6 +455,12 @@ export interface AdminStoreStatus extends StoreStatus {
    * answer it.
    */
   passwordUnlock: boolean | null;
+  /**
+   * True when the store has no keyring yet and `UnlockStore` would create it with the
+   * passphrase (`state` `locked`, `passwordUnlock` `true`): the console then asks for a new
+   * passphrase, twice. False otherwise, and from a daemon that does not send it (an older one).
+   */
+  creates: boolean;
 }
 
 /**
@@ -512,12 +522,15 @@ export function requestIdFromPath(path: string): string | null {
  * - `Deny(s id, s reason)`: full id. Errors: `NoSuchRequest`, `NotPending`.
  * - `History(u limit) → s`: JSON `HistoryEntry[]`, newest last, at most `limit` (0 = 100).
  * - `Status() → s`: JSON {@link AdminStoreStatus} of the secret store: its state (`locked` while
- *   the console's lock is on), whether the console's lock is on, and whether `UnlockStore` can
- *   open it with a passphrase (the console offers its passphrase prompt only then).
- * - `UnlockStore(ay password)`: unlocks (or, when the store has no default collection, creates)
- *   the store's default collection with these bytes, and lifts the console's lock; never logged.
- *   Errors: `WrongPassword`, `NotSupported` (the backend has no master-password interface),
- *   `StoreUnavailable`. Emits `Changed("", "store")`.
+ *   the console's lock is on, and while the store has no keyring yet), whether the console's
+ *   lock is on, whether `UnlockStore` can open it with a passphrase (the console offers its
+ *   passphrase prompt only then), and whether that passphrase would create it (`creates`).
+ * - `UnlockStore(ay password)`: unlocks the store's collection (the one the `default` alias
+ *   names; without it, the first collection, as `Status` reports it) with these bytes or, when
+ *   the store has no keyring yet (no collection but gnome-keyring's `session` one), creates one
+ *   with them and sets the `default` alias to it; lifts the console's lock; never logged.
+ *   Errors: `WrongPassword` (also for an empty password), `NotSupported` (the backend has no
+ *   master-password interface), `StoreUnavailable`. Emits `Changed("", "store")`.
  * - `ApproveWithGrant(s id, s digest, s options) → s`: approves like `Approve` and makes a grant
  *   from the request ({@link GrantOptions} in, {@link RuleView} out). Errors: as `Approve`, and
  *   `InvalidArgs` when no grant can be made from this request (kind, unverified program).

@@ -23,6 +23,12 @@ export const SESSION_PREFIX = "/org/freedesktop/secrets/session/";
 export const PROMPT_PREFIX = "/org/freedesktop/secrets/prompt/";
 /** The null object path: "no prompt", "no collection". */
 export const NULL_PATH = "/";
+/**
+ * gnome-keyring's `session` collection (also its `session` alias): kept in memory only, lost when
+ * gnome-keyring stops, and always unlocked. A gnome-keyring without a login keyring yet lists
+ * only this one. It never counts as the store.
+ */
+export const SESSION_COLLECTION = `${COLLECTION_PREFIX}session`;
 
 /** Interface names (spec ch. 14). */
 export const Iface = {

@@ -13,7 +13,9 @@
  * ```
  *
  * - `--rebuild`: build the image even when the cache has one.
- * - `--keep`: keep the run directory (disk image, serial log, shared folder) for a look.
+ * - `--keep`: keep the run directory (disk image, serial log, shared folder) for a look; a
+ *   failed run always keeps it. Each run has its own `<cache>/run-XXXX` directory, so runs can
+ *   overlap (the cached image is locked while a run writes its payload and makes its disk).
  *
  * Environment: `SD_E2E_CACHE` (cache dir, default `/var/cache/secrets-dispatcher/e2e-vm`),
  * `SD_E2E_MIRROR` (Debian mirror, default `http://deb.debian.org/debian`).
@@ -109,21 +111,31 @@ async function main(args: string[]): Promise<number> {
   await Deno.mkdir(cacheDir, { recursive: true });
   const t0 = Date.now();
 
-  const image = await ensureImage(cacheDir, { mirror, log, rebuild });
-  log(`image ${image.built ? "built" : "reused"}: ${image.rootfs}`);
-  const seed = await denoSeed(cacheDir);
-  await writePayload(image.rootfs, {
-    sourceDir: ROOT,
-    files: await workingTree(),
-    deno: Deno.execPath(),
-    denoSeed: seed,
-  });
-  const run = `${cacheDir}/run`;
-  await Deno.remove(run, { recursive: true }).catch(() => {});
+  // Each run has its own directory; the cached tree is shared, so building it, writing this run's
+  // payload into it and making the disk from it happen under an exclusive lock (flock(2)).
+  const run = await Deno.makeTempDir({ dir: cacheDir, prefix: "run-" });
   const share = `${run}/share`;
-  await Deno.mkdir(share, { recursive: true });
-  log("mkfs.ext4 -d");
-  await makeDisk(image.rootfs, { path: `${run}/disk.img`, sizeGiB: 4 });
+  await Deno.mkdir(share);
+  const lock = await Deno.open(`${cacheDir}/image.lock`, { create: true, write: true });
+  let image;
+  try {
+    log("waiting for the image lock (another run may be making its disk)");
+    await lock.lock(true);
+    image = await ensureImage(cacheDir, { mirror, log, rebuild });
+    log(`image ${image.built ? "built" : "reused"}: ${image.rootfs}`);
+    const seed = await denoSeed(cacheDir);
+    await writePayload(image.rootfs, {
+      sourceDir: ROOT,
+      files: await workingTree(),
+      deno: Deno.execPath(),
+      denoSeed: seed,
+    });
+    log("mkfs.ext4 -d");
+    await makeDisk(image.rootfs, { path: `${run}/disk.img`, sizeGiB: 4 });
+  } finally {
+    await lock.unlock().catch(() => {});
+    lock.close();
+  }
 
   log("booting the VM (QEMU/TCG); the scenario runs inside and powers it off");
   const vm = await boot({
@@ -132,6 +144,7 @@ async function main(args: string[]): Promise<number> {
     disk: `${run}/disk.img`,
     share,
     serialLog: `${run}/serial.log`,
+    monitorSocket: `${run}/monitor.sock`,
     append: "sd_e2e=1 quiet",
     timeoutMs: 20 * 60_000,
     log,
@@ -169,7 +182,9 @@ async function main(args: string[]): Promise<number> {
     }
     console.log(`kept for a look: ${run}`);
   } else if (!keep) {
-    await Deno.remove(`${run}/disk.img`).catch(() => {});
+    await Deno.remove(run, { recursive: true }).catch(() => {});
+  } else {
+    console.log(`kept (--keep): ${run}`);
   }
   const total = Math.round((Date.now() - t0) / 1000);
   console.log(

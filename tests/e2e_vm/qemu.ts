@@ -20,6 +20,8 @@ export interface BootOptions {
   share: string;
   /** Serial console output file. */
   serialLog: string;
+  /** Unix socket path for QEMU's human monitor (screenshots go through it). */
+  monitorSocket: string;
   /** Kernel command line additions. */
   append: string;
   /** Kill QEMU after this many ms. */
@@ -94,7 +96,7 @@ async function screendump(socket: string, path: string): Promise<string | null> 
  * screenshot requests meanwhile.
  */
 export async function boot(options: BootOptions): Promise<BootResult> {
-  const socket = `${options.share}/../monitor.sock`;
+  const socket = options.monitorSocket;
   await Deno.remove(socket).catch(() => {});
   const args = [
     "-accel",

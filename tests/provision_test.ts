@@ -32,7 +32,7 @@ const SYSTEM_DIRS = [
 
 /** Paths of the task's flags that are system paths provisioning manages (moved under the root). */
 const MANAGED =
-  /^\/(etc\/secrets-dispatcher|etc\/systemd\/system|etc\/dbus-1\/system\.d|etc\/tmpfiles\.d|usr\/share\/pam-configs|usr\/local\/lib\/secrets-dispatcher|var\/lib\/secrets-dispatcher|run\/secrets-dispatcher)(\/|$)/;
+  /^\/(etc\/secrets-dispatcher|etc\/systemd\/system|etc\/dbus-1\/system\.d|etc\/polkit-1\/rules\.d|etc\/tmpfiles\.d|usr\/share\/pam-configs|usr\/local\/lib\/secrets-dispatcher|var\/lib\/secrets-dispatcher|run\/secrets-dispatcher)(\/|$)/;
 
 /** `deno run` arguments of the provision task, with managed paths moved under `root`. */
 async function taskArgs(root: string): Promise<string[]> {
@@ -191,7 +191,7 @@ Deno.test({
         const names = [
           ...(await Array.fromAsync(Deno.readDir(units))).map((e) => `${units}/${e.name}`),
         ];
-        assert.equal(names.length, 6);
+        assert.equal(names.length, 7); // four services, the companion target, the socket and its service
         const r = await exec("systemd-analyze", ["verify", "--man=no", ...names], { cwd: units });
         assert.equal(r.code, 0, r.stderr);
         assert.doesNotMatch(

@@ -45,9 +45,11 @@ export function shortDigest(digest: string): string {
  * @param now ms since the epoch
  */
 export function formatCountdown(expiresAt: number, now: number): string {
-  const left = Math.ceil((expiresAt - now) / 1000);
-  if (!Number.isFinite(left)) return "?";
-  if (left <= 0) return "expired";
+  const ms = expiresAt - now;
+  if (!Number.isFinite(ms)) return "?";
+  if (ms <= 0) return "expired";
+  // Nearest second: a 5-minute request seen a moment before the screen's clock ticks shows 5:00.
+  const left = Math.round(ms / 1000);
   const h = Math.floor(left / 3600);
   const m = Math.floor((left % 3600) / 60);
   const s = String(left % 60).padStart(2, "0");
@@ -248,8 +250,18 @@ function contentLines(c: SignContent, size: number): Line[] {
 function bodyLines(body: string): Line[] {
   const s = String(body ?? "");
   if (s === "") return [field("Body", "(empty)", "dim")];
-  const n = s.split("\n").length;
-  return [field("Body", `${n} line${n === 1 ? "" : "s"}:`, "dim"), ...block(s)];
+  // A newline ends a line (as git writes messages); only a body without one at its end gets a note.
+  const ended = s.endsWith("\n");
+  const text = ended ? s.slice(0, -1) : s;
+  const n = text.split("\n").length;
+  return [
+    field(
+      "Body",
+      `${n} line${n === 1 ? "" : "s"}${ended ? "" : " (no newline at the end)"}:`,
+      "dim",
+    ),
+    ...block(text),
+  ];
 }
 
 function cmdline(args: string[] | null | undefined): Line[] {

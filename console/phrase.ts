@@ -41,7 +41,8 @@ export const WORDS: readonly string[] = (
 ).split(" ");
 
 /**
- * A new phrase: four words from {@link WORDS}, chosen with `crypto.getRandomValues`.
+ * A new phrase: four different words from {@link WORDS}, chosen with `crypto.getRandomValues`
+ * (a repeated word is drawn again: "sled sled" reads like a typo and is easier to fake).
  *
  * @param random fills a byte array with random bytes (tests pass a fixed source)
  * @returns e.g. `"otter cobalt lantern pebble"`
@@ -50,7 +51,13 @@ export function generatePhrase(
   random: (bytes: Uint8Array) => Uint8Array = (b) => crypto.getRandomValues(b),
 ): string {
   if (WORDS.length !== 256) throw new Error("the word list must have 256 words");
-  return [...random(new Uint8Array(4))].map((b) => WORDS[b]).join(" ");
+  const picked: string[] = [];
+  while (picked.length < 4) {
+    for (const b of random(new Uint8Array(4))) {
+      if (picked.length < 4 && !picked.includes(WORDS[b])) picked.push(WORDS[b]);
+    }
+  }
+  return picked.join(" ");
 }
 
 /** What the console knows about its phrase. */

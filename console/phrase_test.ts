@@ -7,6 +7,16 @@ Deno.test("generatePhrase: four distinct-list words from the random bytes", () =
   assert.equal(p, [WORDS[0], WORDS[1], WORDS[254], WORDS[255]].join(" "));
   const a = generatePhrase();
   assert.match(a, /^[a-z]+ [a-z]+ [a-z]+ [a-z]+$/);
+  assert.equal(new Set(a.split(" ")).size, 4);
+  // Repeated draws are drawn again: the first four different words win.
+  const draws = [[5, 5, 5, 7], [7, 9, 9, 11]];
+  assert.equal(
+    generatePhrase((b) => {
+      b.set(draws.shift()!);
+      return b;
+    }),
+    [WORDS[5], WORDS[7], WORDS[9], WORDS[11]].join(" "),
+  );
 });
 
 function fakeFs(files: Record<string, { text: string; mode: number }>): PhraseFs {

@@ -366,13 +366,19 @@ function secretLines(sec: SecretDetails): Line[] {
   return out;
 }
 
-function clientLines(sec: SecretDetails): Line[] {
+/**
+ * The program a secret request names: as the caller reports it, then as far as the daemon could
+ * check it with ps. A consistent report only says that such a process exists; it does not show
+ * that this process (or the desktop agent) sent the request: the caller did.
+ */
+function clientLines(sec: SecretDetails, caller: RequestView["caller"] | undefined): Line[] {
   const out: Line[] = [];
   const r = sec.client ?? {};
   const k = sec.clientCheck ?? {};
   out.push(
     heading(
-      "PROGRAM ASKING -- REPORTED BY THE DESKTOP AGENT (unverified: the desktop side can fake it)",
+      "PROGRAM ASKING -- REPORTED BY THE CALLER (unverified: any process of the desktop user " +
+        "can send any report)",
       "reported",
     ),
   );
@@ -401,8 +407,14 @@ function clientLines(sec: SecretDetails): Line[] {
   out.push(opt("Pid", r.pid));
   out.push(opt("Uid", r.uid));
   out.push(opt("Bus name", r.busName));
+  out.push(sentBy(r.pid, caller?.pid));
   out.push(BLANK);
-  out.push(heading("PROGRAM ASKING -- CHECKED by the daemon (ps, as the companion)", "verified"));
+  out.push(
+    heading(
+      "PROGRAM ASKING -- CHECKED by the daemon with ps (consistency only, not who sent it)",
+      "verified",
+    ),
+  );
   if (k.pid == null) out.push(field("Pid", "none reported: nothing to check", "warn"));
   else if (k.uid == null) {
     out.push(field("Pid", `${k.pid}: NO SUCH PROCESS (it exited, or the pid is made up)`, "error"));
@@ -413,10 +425,30 @@ function clientLines(sec: SecretDetails): Line[] {
   }
   out.push(
     k.consistent
-      ? field("Consistent", "yes: same user, same command line as reported", "verified")
+      ? field(
+        "Consistent",
+        "yes: the reported pid runs as the desktop user with the reported command line",
+        "verified",
+      )
       : field("Consistent", "NO: the report does not match what the daemon sees", "error"),
   );
   return out;
+}
+
+/** Whether the reported program sent the request itself or the caller relays its report. */
+function sentBy(reportedPid: unknown, callerPid: number | null | undefined): Line {
+  if (callerPid == null) return field("Sent by", "the caller (its pid is unknown)", "dim");
+  if (reportedPid == null) {
+    return field("Sent by", `the caller, pid ${callerPid}, naming no pid`, "warn");
+  }
+  return reportedPid === callerPid
+    ? field("Sent by", `this program itself: the caller has the same pid ${callerPid}`)
+    : field(
+      "Sent by",
+      `another process: the caller, pid ${callerPid}, reports this program (pid ${
+        escapeLine(String(reportedPid))
+      })`,
+    );
 }
 
 /**
@@ -492,9 +524,8 @@ export function describeRequest(view: RequestView, now: number | null): Line[] {
   const c = view.caller;
   out.push(
     heading(
-      view.secret
-        ? "CALLER (the desktop agent's connection) -- VERIFIED by the daemon (D-Bus credentials, ps)"
-        : "CALLER -- VERIFIED by the daemon (D-Bus credentials, ps)",
+      "CALLER -- VERIFIED: the connection that sent the request (uid, pid from the bus; " +
+        "command line from ps)",
       "verified",
     ),
   );
@@ -512,8 +543,15 @@ export function describeRequest(view: RequestView, now: number | null): Line[] {
   pushAll(out, cmdline(c?.cmdline));
   out.push(field("Bus name", escapeLine(String(c?.busName ?? "?")), "verified"));
   if (view.secret) {
+    out.push(
+      text(
+        "Normally the desktop agent, relaying for the program below; the daemon cannot tell " +
+          "whether it is. Its report is only checked against ps.",
+        "dim",
+      ),
+    );
     out.push(BLANK);
-    pushAll(out, clientLines(view.secret));
+    pushAll(out, clientLines(view.secret, c));
   }
 
   if (sign) {

@@ -111,12 +111,15 @@ export interface Submission {
 /**
  * The facts of a request that grants and deny rules are keyed on: only what the daemon
  * established itself (D-Bus credentials, `ps`, the parsed payload), never what the desktop side
- * reports.
+ * reports. (Read grants also key on the verified caller of the {@link Submission}: see
+ * {@link RequestManager.approveWithGrant}.)
  */
 export interface RuleFacts {
   /**
    * The desktop program behind a secret request, as the daemon saw it with `ps` (pid and command
-   * line), or null when the agent's report did not match what the daemon sees.
+   * line), or null when the caller's report did not match what the daemon sees. It is only
+   * consistent with `ps`: any process of the desktop user can name any pid of that user in a
+   * report, so this alone never identifies who asks.
    */
   client?: { pid: number; cmdline: string } | null;
   /** Secret requests: the items concerned. */
@@ -138,12 +141,24 @@ export const REBASE_GRANT_MS = 30 * 60 * 1000;
 /** Longest time-boxed deny rule, minutes (one day). */
 export const MAX_DENY_MINUTES = 24 * 60;
 
+/** A connection to the system bus as the bus itself identified it. */
+interface Connection {
+  busName: string;
+  uid: number;
+  pid: number | null;
+}
+
 interface Rule {
   view: RuleView;
   kind: RequestKind;
   callerUid: number;
   /** read grants and secret deny rules: the program. */
   client?: { pid: number; cmdline: string } | null;
+  /**
+   * read grants: the verified connection that sent the request the grant was made from (unique
+   * bus name, uid and pid from the bus), normally the desktop agent's.
+   */
+  via?: Connection;
   /** read grants and secret deny rules: the items. */
   items?: Set<string>;
   /** rebase grants and signing deny rules. */
@@ -416,6 +431,14 @@ export class RequestManager {
    * `options.minutes` (secret.read), or a rebase grant for `options.signatures` further
    * signatures (sign.commit).
    *
+   * A read grant covers a later `secret.read` only when it comes from the same verified
+   * connection (the unique bus name, uid and pid the bus gave for the sender; normally the
+   * desktop agent's), names the same program as `ps` confirmed it (pid and command line) and a
+   * subset of the items. The program alone is not enough: any process of the desktop user can
+   * call the daemon itself with a report naming another program's pid. When the agent restarts
+   * (or reconnects to the system bus) its connection is new and grants made through the old one
+   * no longer match: the requests are asked again.
+   *
    * @throws {RequestError} as {@link approve}; `InvalidArgs` when no grant can be made from this
    *   request (another kind, the program not verified, a bad number)
    */
@@ -435,13 +458,16 @@ export class RequestManager {
         throw bad("the program asking is not verified (its report does not match ps)");
       }
       const items = entry.facts.items ?? [];
+      const via = { busName: v.caller.busName, uid: v.caller.uid, pid: v.caller.pid };
       rule = {
         kind: v.kind,
         callerUid: v.caller.uid,
         client,
+        via,
         items: new Set(items),
         view: this.#ruleView("read-grant", {
-          description: `pid ${client.pid} (${client.cmdline}) may read ${items.length} item(s) ` +
+          description: `pid ${client.pid} (${client.cmdline}), asking through ${via.busName} ` +
+            `(uid ${via.uid}, pid ${via.pid ?? "?"}), may read ${items.length} item(s) ` +
             `for ${minutes} min: ${items.join(", ")}`,
           expiresAt: now + minutes! * 60_000,
           remaining: null,
@@ -482,6 +508,10 @@ export class RequestManager {
    * Denies request `id` (as {@link deny}) and makes a deny rule from it: later requests of the
    * same kind from the same caller uid and program (secret: same items; signing: same key) are
    * denied without asking, for `options.minutes` or until revoked.
+   *
+   * Unlike a read grant, a deny rule does not key on the connection that sent the request: the
+   * program named (as `ps` confirmed it) is denied whoever relays it. A report naming it can only
+   * get a request denied, never approved, so the broader match fails closed.
    *
    * @throws {RequestError} as {@link deny}; `InvalidArgs` for a bad duration
    */
@@ -556,6 +586,11 @@ export class RequestManager {
         ? (f.client ?? null) === null
         : f.client != null && f.client.pid === r.client!.pid &&
           f.client.cmdline === r.client!.cmdline;
+    // The verified sender, not the report: a process calling the daemon itself with a copy of
+    // the agent's report is another connection (and another pid) than the one granted.
+    const sameConnection = (r: Rule) =>
+      r.via !== undefined && r.via.busName === v.caller.busName &&
+      r.via.uid === v.caller.uid && r.via.pid === v.caller.pid;
     const rules = [...this.#rules.values()].filter((r) =>
       r.kind === v.kind && r.callerUid === v.caller.uid
     );
@@ -568,9 +603,10 @@ export class RequestManager {
       ) return r;
     }
     for (const r of rules) {
-      if (r.view.type === "read-grant" && f.client && sameClient(r) && sameItems(r, false)) {
-        return r;
-      }
+      if (
+        r.view.type === "read-grant" && f.client && sameConnection(r) && sameClient(r) &&
+        sameItems(r, false)
+      ) return r;
       if (
         r.view.type === "rebase-grant" && (r.view.remaining ?? 0) > 0 && !r.awaiting &&
         r.lastCommit && f.firstParent === r.lastCommit &&

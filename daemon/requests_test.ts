@@ -250,11 +250,12 @@ Deno.test("rebase grant: another key, or a payload while one is signing, is not 
 function secretSubmit(
   m: RequestManager,
   facts: { client: { pid: number; cmdline: string } | null; items: string[] },
+  caller: VerifiedCaller = CALLER,
 ) {
   return m.submit({
     kind: "secret.read",
-    caller: CALLER,
-    requester: ":1.20",
+    caller,
+    requester: caller === CALLER ? ":1.20" : caller.busName,
     digest: "d".repeat(64),
     summary: "read",
     facts,
@@ -302,6 +303,73 @@ Deno.test("read grant: this program may read these items for N minutes", async (
     /not verified/,
   );
   assert.equal(m.get(unverified).state, "pending", "nothing approved when the grant is refused");
+});
+
+Deno.test("read grant: only for the verified connection that sent the granted request", async () => {
+  const { m, clock, history } = setup();
+  // The agent relayed the granted request; the program it named was confirmed by ps.
+  const agent: VerifiedCaller = { ...CALLER, busName: ":1.30", pid: 500 };
+  const client = { pid: 4242, cmdline: "python3 victim.py" };
+  const items = ["/org/x/1"];
+  const first = await secretSubmit(m, { client, items }, agent);
+  const rule = m.approveWithGrant(first, m.get(first).digest, { minutes: 10 });
+  assert.equal(
+    rule.description,
+    "pid 4242 (python3 victim.py), asking through :1.30 (uid 1000, pid 500), " +
+      "may read 1 item(s) for 10 min: /org/x/1",
+  );
+  await settle(clock);
+  // Any other connection naming the same program (a copied report, which ps confirms just the
+  // same) is asked: another process; another connection of the agent's process (it reconnected;
+  // a restarted agent is both); and, defensively, another pid under the same name.
+  for (
+    const caller of [
+      { ...agent, busName: ":1.31", pid: 501 },
+      { ...agent, busName: ":1.31" },
+      { ...agent, pid: 501 },
+    ]
+  ) {
+    const id = await secretSubmit(m, { client, items }, caller);
+    await settle(clock);
+    assert.equal(m.get(id).state, "pending", JSON.stringify(caller));
+    assert.ok(
+      history.entries.filter((e) => e.id === id).every((e) =>
+        !e.rule && !/grant/.test(e.message ?? "")
+      ),
+      "the history does not say approved by grant",
+    );
+    m.deny(id);
+  }
+  assert.equal(m.rules()[0].uses, 0);
+  // The same connection for the same program: approved by the grant.
+  const again = await secretSubmit(m, { client, items }, agent);
+  await settle(clock);
+  assert.equal(m.get(again).state, "done");
+  assert.ok(
+    history.entries.some((e) =>
+      e.id === again && e.event === "approved" && e.rule === rule.id &&
+      e.message === `approved by grant ${rule.id}`
+    ),
+  );
+  m.readable(again, ":1.30", items);
+  assert.equal(m.rules()[0].uses, 1);
+});
+
+Deno.test("secret deny rule: the program is denied whichever connection relays it", async () => {
+  const { m, clock } = setup();
+  const client = { pid: 4242, cmdline: "python3 victim.py" };
+  const items = ["/org/x/1"];
+  const first = await secretSubmit(m, { client, items });
+  const rule = m.denyWithRule(first, "no", { minutes: 5 });
+  // Denying more than the human saw fails closed: a copied report only gets itself denied.
+  const other = await secretSubmit(m, { client, items }, {
+    ...CALLER,
+    busName: ":1.31",
+    pid: 501,
+  });
+  await settle(clock);
+  assert.equal(m.get(other).state, "denied");
+  assert.equal(m.rules().find((r) => r.id === rule.id)?.uses, 1);
 });
 
 Deno.test("deny rule: later requests like it are denied until revoked", async () => {

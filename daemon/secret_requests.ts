@@ -44,11 +44,16 @@ const MAX_ATTRIBUTES = 64;
 /** Longest attribute name or value, label, or content type, in UTF-16 code units. */
 const MAX_STRING = 4096;
 
-/** Who made a call: the agent's verified connection and the client it reports. */
+/**
+ * Who made a call: the verified connection that sent it (normally the desktop agent's, but any
+ * process of the desktop user may call the daemon itself) and the client it reports.
+ */
 export interface Asker {
+  /** The sender as the bus identified it (uid, pid) and `ps` showed it. */
   caller: VerifiedCaller;
-  /** Unique name of the agent's connection on the system bus. */
+  /** Unique name of the sending connection on the system bus. */
   requester: string;
+  /** What the sender reports about the program asking (unverified; see {@link ClientCheck}). */
   client: ClientReport;
 }
 
@@ -377,7 +382,9 @@ export class SecretRequests {
       summary: spec.summary,
       perform: spec.perform,
       facts: {
-        // Grants and deny rules key on what the daemon saw itself, never on the report.
+        // Grants and deny rules key on what the daemon saw itself, never on the report alone:
+        // the program as ps confirmed the report, and (read grants, in the manager) the verified
+        // connection that sent the request, which a copied report cannot forge.
         client: clientCheck.consistent && clientCheck.pid !== null && clientCheck.cmdline
           ? { pid: clientCheck.pid, cmdline: clientCheck.cmdline.join(" ") }
           : null,

@@ -295,9 +295,10 @@ export interface HistoryEntry {
  * (a restart forgets them all). All strings are raw.
  *
  * - `read-grant`: "this program may read these items for N minutes": later `secret.read`
- *   requests from the same verified caller uid, for the same client process (pid and command
- *   line as the daemon itself saw them with `ps`) and a subset of the same items, are approved
- *   without asking.
+ *   requests sent by the same verified connection (unique bus name, uid and pid from the bus;
+ *   normally the desktop agent's, so the grant ends when the agent restarts), for the same
+ *   client process (pid and command line as the daemon itself saw them with `ps`) and a subset
+ *   of the same items, are approved without asking.
  * - `rebase-grant`: "the next N signatures continuing this rebase": a `sign.commit` request with
  *   the same caller uid and key whose first parent is the commit the daemon just signed (predicted
  *   from the signature) is approved without asking, N times at most.

@@ -10,6 +10,8 @@
  * the front's note FIFO, `--tty-note`).
  * Exit codes: 0 signed; 1 denied, expired, cancelled or failed (with `[GNUPG:] FAILURE sign`);
  * 2 when the daemon cannot be reached or misbehaves, or the call is not one we handle.
+ * While it waits, a signal (SIGINT, SIGTERM, SIGHUP) or losing its parent (the front script,
+ * checked with `Deno.ppid`) withdraws the request (`Request1.Cancel`) before it exits.
  *
  * Permissions: the system bus socket, read-only access to the git dirs, the note FIFO
  * (deploy/permissions.ts). No `--allow-run`.
@@ -39,6 +41,13 @@ export const EXIT_UNAVAILABLE = 2;
 /** Longest the signer waits for a decision before giving up (the daemon expires requests sooner). */
 const MAX_WAIT_MS = 15 * 60 * 1000;
 
+/**
+ * How often the signer checks, while it waits, that its parent (the front script) is still
+ * there. `Deno.ppid` asks the kernel each time (no permission needed); a parent killed with
+ * SIGKILL leaves the signer with another one.
+ */
+const PARENT_CHECK_MS = 500;
+
 const encoder = new TextEncoder();
 
 /** Parses the front's own options, then the gpg argv after `--`. */
@@ -64,10 +73,20 @@ function splitArgs(
   };
 }
 
-/** The `[GNUPG:]` status writer for the `--status-fd` descriptor (1 or 2; git uses 2). */
+/**
+ * The `[GNUPG:]` status writer for the `--status-fd` descriptor (1 or 2; git uses 2). A reader
+ * that went away (git was killed) is ignored.
+ */
 function statusWriter(fd: number | null): (text: string) => void {
-  if (fd === 1) return (t) => writeAll(Deno.stdout, encoder.encode(t));
-  return (t) => writeAll(Deno.stderr, encoder.encode(t));
+  const out = fd === 1 ? Deno.stdout : Deno.stderr;
+  return (t) => tryWriteAll(out, encoder.encode(t));
+}
+
+/** {@link writeAll}, ignoring a closed reader (the message then has nobody to read it). */
+function tryWriteAll(w: { writeSync(p: Uint8Array): number }, data: Uint8Array): void {
+  try {
+    writeAll(w, data);
+  } catch { /* broken pipe: git is gone */ }
 }
 
 function writeAll(w: { writeSync(p: Uint8Array): number }, data: Uint8Array): void {
@@ -115,10 +134,11 @@ export function normalizeSignature(sig: Uint8Array): Uint8Array {
 
 /** Runs the signer; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
+  const parent = Deno.ppid;
   let status = statusWriter(2);
   const fail = (code: number, message: string, gpgCode = 0) => {
     status(`[GNUPG:] FAILURE sign ${gpgCode}\n`);
-    writeAll(Deno.stderr, encoder.encode(`secrets-dispatcher: ${message}\n`));
+    tryWriteAll(Deno.stderr, encoder.encode(`secrets-dispatcher: ${message}\n`));
     ttyNote(message);
     return code;
   };
@@ -183,12 +203,16 @@ export async function main(args: string[]): Promise<number> {
     `waiting for approval on VT 8, request ${shortId}${summary ? ` (${escapeLine(summary)})` : ""}`,
   );
 
-  // Ctrl-C in the terminal reaches us (git's process group): withdraw the request.
+  // Ctrl-C in the terminal reaches us (git's process group): withdraw the request. So does the
+  // front's watcher (SIGTERM) when git goes away, and a front that goes away itself.
   const { promise: interrupted, resolve: interrupt } = Promise.withResolvers<string>();
   const handlers: [Deno.Signal, () => void][] = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map(
     (sig) => [sig, () => interrupt(sig)],
   );
   for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
+  const parentCheck = setInterval(() => {
+    if (Deno.ppid !== parent) interrupt("the front script went away");
+  }, PARENT_CHECK_MS);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const result = await Promise.race([
     request.completed.then(
@@ -201,6 +225,7 @@ export async function main(args: string[]): Promise<number> {
     }),
   ]);
   clearTimeout(timer);
+  clearInterval(parentCheck);
   for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
 
   if (result.kind === "gone") {

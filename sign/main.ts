@@ -19,10 +19,11 @@
  * @module
  */
 
-import { errorText, systemBusAddress } from "../lib/dbus.ts";
+import { CallTimeoutError, errorText, systemBusAddress } from "../lib/dbus.ts";
 import {
   DispatcherClient,
   type PendingRequest,
+  type RequestCompletion,
   RequestRefusedError,
 } from "../lib/dispatcher_client.ts";
 import { parsePayload, summarize } from "../lib/payload.ts";
@@ -120,6 +121,26 @@ async function readStdin(): Promise<Uint8Array> {
   return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
 }
 
+/**
+ * The line for a request that ended without a signature: `request <id> <outcome>: <message>`,
+ * without repeating the outcome when the daemon's message already starts with it
+ * (`denied: not mine`, `denied by rule …`).
+ *
+ * @param shortId the request's short id
+ * @param c the completion (`outcome` and `message`)
+ */
+export function outcomeLine(
+  shortId: string,
+  c: Pick<RequestCompletion, "outcome" | "message">,
+): string {
+  const message = c.message.trim();
+  if (!message) return `request ${shortId} ${c.outcome}`;
+  if (message === c.outcome || [":", " "].some((sep) => message.startsWith(c.outcome + sep))) {
+    return `request ${shortId} ${message}`;
+  }
+  return `request ${shortId} ${c.outcome}: ${message}`;
+}
+
 /** Checks that the daemon's reply is one armored signature block; returns it with one final `\n`. */
 export function normalizeSignature(sig: Uint8Array): Uint8Array {
   const text = new TextDecoder("utf-8", { fatal: true }).decode(sig).replace(/\r\n/g, "\n");
@@ -174,12 +195,21 @@ export async function main(args: string[]): Promise<number> {
     return fail(EXIT_UNAVAILABLE, "cannot tell my uid");
   }
   const address = systemBusAddress((n) => Deno.env.get(n));
+  const where = `the secrets-dispatcher daemon ${dispatcherName(uid)} on ${address}`;
   const unreachable = (why: string) =>
     fail(
       EXIT_UNAVAILABLE,
-      `cannot reach the secrets-dispatcher daemon ${dispatcherName(uid)} on ${address}: ${why}. ` +
-        `Is it running? (production: systemctl status secrets-dispatcher-daemon@$USER; ` +
+      `cannot reach ${where}: ${why}. Is it running? ` +
+        `(production: systemctl status secrets-dispatcher-daemon@$USER; ` +
         `demo: deno task demo, then source .demo/env)`,
+    );
+  // It owns its bus name (connect found it) but did not answer: running, yet stopped or hung.
+  const unanswered = (err: CallTimeoutError) =>
+    fail(
+      EXIT_UNAVAILABLE,
+      `${where} did not answer within ${Math.round(err.timeoutMs / 1000)} s: it is running ` +
+        `(it owns its bus name) but busy, hung or stopped ` +
+        `(production: systemctl status secrets-dispatcher-daemon@$USER)`,
     );
 
   let client: DispatcherClient;
@@ -196,6 +226,7 @@ export async function main(args: string[]): Promise<number> {
     if (err instanceof RequestRefusedError) {
       return fail(EXIT_REFUSED, `the daemon refused the request: ${err.message}`, 17);
     }
+    if (err instanceof CallTimeoutError) return unanswered(err);
     return unreachable(errorText(err));
   }
   const shortId = request.id.slice(0, SHORT_ID_LENGTH);
@@ -263,7 +294,7 @@ export async function main(args: string[]): Promise<number> {
     if (c.status) status(c.status.endsWith("\n") ? c.status : c.status + "\n");
     return fail(EXIT_REFUSED, `request ${shortId}: signing failed in the companion: ${c.message}`);
   }
-  return fail(EXIT_REFUSED, `request ${shortId} ${c.outcome}${c.message ? `: ${c.message}` : ""}`);
+  return fail(EXIT_REFUSED, outcomeLine(shortId, c));
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -193,7 +193,9 @@ Deno.test("denied commit fails, creates no commit, and the signer exits 1", asyn
     assert.equal(direct.code, 1);
     assert.equal(direct.stdout, "");
     assert.match(direct.stderr, /^\[GNUPG:\] FAILURE sign/m);
-    assert.match(direct.stderr, /denied/);
+    // The daemon's message already says "denied: test says no"; the word is not repeated.
+    assert.match(direct.stderr, /request [0-9a-f]+ denied: test says no$/m);
+    assert.doesNotMatch(direct.stderr, /denied: denied/);
   } finally {
     await approver.stop();
     await s.close();
@@ -529,6 +531,29 @@ Deno.test("the front killed while pending: git returns, the request is withdrawn
       env: s.env,
     });
     assert.notEqual(head.code, 0, "no commit may exist");
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("a daemon that is stopped (SIGSTOP) is reported as not answering, not as not running", async () => {
+  const s = await signStack();
+  try {
+    const repo = await s.repo();
+    s.daemon.kill("SIGSTOP");
+    try {
+      const r = await exec(s.signer, ["--status-fd=2", "-bsau", s.key.fingerprint], {
+        env: s.env,
+        cwd: repo,
+        stdin: "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nx\n",
+      });
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /^\[GNUPG:\] FAILURE sign/m);
+      assert.match(r.stderr, /did not answer within 10 s/);
+      assert.doesNotMatch(r.stderr, /Is it running\?/);
+    } finally {
+      s.daemon.kill("SIGCONT");
+    }
   } finally {
     await s.close();
   }

@@ -10,6 +10,8 @@
  * the front's note FIFO, `--tty-note`).
  * Exit codes: 0 signed; 1 denied, expired, cancelled or failed (with `[GNUPG:] FAILURE sign`);
  * 2 when the daemon cannot be reached or misbehaves, or the call is not one we handle.
+ * While it waits, a signal (SIGINT, SIGTERM, SIGHUP) or losing its parent (the front script,
+ * checked with `Deno.ppid`) withdraws the request (`Request1.Cancel`) before it exits.
  *
  * Permissions: the system bus socket, read-only access to the git dirs, the note FIFO
  * (deploy/permissions.ts). No `--allow-run`.
@@ -17,10 +19,11 @@
  * @module
  */
 
-import { errorText, systemBusAddress } from "../lib/dbus.ts";
+import { CallTimeoutError, errorText, systemBusAddress } from "../lib/dbus.ts";
 import {
   DispatcherClient,
   type PendingRequest,
+  type RequestCompletion,
   RequestRefusedError,
 } from "../lib/dispatcher_client.ts";
 import { parsePayload, summarize } from "../lib/payload.ts";
@@ -38,6 +41,13 @@ export const EXIT_UNAVAILABLE = 2;
 
 /** Longest the signer waits for a decision before giving up (the daemon expires requests sooner). */
 const MAX_WAIT_MS = 15 * 60 * 1000;
+
+/**
+ * How often the signer checks, while it waits, that its parent (the front script) is still
+ * there. `Deno.ppid` asks the kernel each time (no permission needed); a parent killed with
+ * SIGKILL leaves the signer with another one.
+ */
+const PARENT_CHECK_MS = 500;
 
 const encoder = new TextEncoder();
 
@@ -64,10 +74,20 @@ function splitArgs(
   };
 }
 
-/** The `[GNUPG:]` status writer for the `--status-fd` descriptor (1 or 2; git uses 2). */
+/**
+ * The `[GNUPG:]` status writer for the `--status-fd` descriptor (1 or 2; git uses 2). A reader
+ * that went away (git was killed) is ignored.
+ */
 function statusWriter(fd: number | null): (text: string) => void {
-  if (fd === 1) return (t) => writeAll(Deno.stdout, encoder.encode(t));
-  return (t) => writeAll(Deno.stderr, encoder.encode(t));
+  const out = fd === 1 ? Deno.stdout : Deno.stderr;
+  return (t) => tryWriteAll(out, encoder.encode(t));
+}
+
+/** {@link writeAll}, ignoring a closed reader (the message then has nobody to read it). */
+function tryWriteAll(w: { writeSync(p: Uint8Array): number }, data: Uint8Array): void {
+  try {
+    writeAll(w, data);
+  } catch { /* broken pipe: git is gone */ }
 }
 
 function writeAll(w: { writeSync(p: Uint8Array): number }, data: Uint8Array): void {
@@ -101,6 +121,26 @@ async function readStdin(): Promise<Uint8Array> {
   return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
 }
 
+/**
+ * The line for a request that ended without a signature: `request <id> <outcome>: <message>`,
+ * without repeating the outcome when the daemon's message already starts with it
+ * (`denied: not mine`, `denied by rule …`).
+ *
+ * @param shortId the request's short id
+ * @param c the completion (`outcome` and `message`)
+ */
+export function outcomeLine(
+  shortId: string,
+  c: Pick<RequestCompletion, "outcome" | "message">,
+): string {
+  const message = c.message.trim();
+  if (!message) return `request ${shortId} ${c.outcome}`;
+  if (message === c.outcome || [":", " "].some((sep) => message.startsWith(c.outcome + sep))) {
+    return `request ${shortId} ${message}`;
+  }
+  return `request ${shortId} ${c.outcome}: ${message}`;
+}
+
 /** Checks that the daemon's reply is one armored signature block; returns it with one final `\n`. */
 export function normalizeSignature(sig: Uint8Array): Uint8Array {
   const text = new TextDecoder("utf-8", { fatal: true }).decode(sig).replace(/\r\n/g, "\n");
@@ -115,10 +155,11 @@ export function normalizeSignature(sig: Uint8Array): Uint8Array {
 
 /** Runs the signer; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
+  const parent = Deno.ppid;
   let status = statusWriter(2);
   const fail = (code: number, message: string, gpgCode = 0) => {
     status(`[GNUPG:] FAILURE sign ${gpgCode}\n`);
-    writeAll(Deno.stderr, encoder.encode(`secrets-dispatcher: ${message}\n`));
+    tryWriteAll(Deno.stderr, encoder.encode(`secrets-dispatcher: ${message}\n`));
     ttyNote(message);
     return code;
   };
@@ -154,12 +195,21 @@ export async function main(args: string[]): Promise<number> {
     return fail(EXIT_UNAVAILABLE, "cannot tell my uid");
   }
   const address = systemBusAddress((n) => Deno.env.get(n));
+  const where = `the secrets-dispatcher daemon ${dispatcherName(uid)} on ${address}`;
   const unreachable = (why: string) =>
     fail(
       EXIT_UNAVAILABLE,
-      `cannot reach the secrets-dispatcher daemon ${dispatcherName(uid)} on ${address}: ${why}. ` +
-        `Is it running? (production: systemctl status secrets-dispatcher-daemon@$USER; ` +
+      `cannot reach ${where}: ${why}. Is it running? ` +
+        `(production: systemctl status secrets-dispatcher-daemon@$USER; ` +
         `demo: deno task demo, then source .demo/env)`,
+    );
+  // It owns its bus name (connect found it) but did not answer: running, yet stopped or hung.
+  const unanswered = (err: CallTimeoutError) =>
+    fail(
+      EXIT_UNAVAILABLE,
+      `${where} did not answer within ${Math.round(err.timeoutMs / 1000)} s: it is running ` +
+        `(it owns its bus name) but busy, hung or stopped ` +
+        `(production: systemctl status secrets-dispatcher-daemon@$USER)`,
     );
 
   let client: DispatcherClient;
@@ -176,6 +226,7 @@ export async function main(args: string[]): Promise<number> {
     if (err instanceof RequestRefusedError) {
       return fail(EXIT_REFUSED, `the daemon refused the request: ${err.message}`, 17);
     }
+    if (err instanceof CallTimeoutError) return unanswered(err);
     return unreachable(errorText(err));
   }
   const shortId = request.id.slice(0, SHORT_ID_LENGTH);
@@ -183,12 +234,16 @@ export async function main(args: string[]): Promise<number> {
     `waiting for approval on VT 8, request ${shortId}${summary ? ` (${escapeLine(summary)})` : ""}`,
   );
 
-  // Ctrl-C in the terminal reaches us (git's process group): withdraw the request.
+  // Ctrl-C in the terminal reaches us (git's process group): withdraw the request. So does the
+  // front's watcher (SIGTERM) when git goes away, and a front that goes away itself.
   const { promise: interrupted, resolve: interrupt } = Promise.withResolvers<string>();
   const handlers: [Deno.Signal, () => void][] = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map(
     (sig) => [sig, () => interrupt(sig)],
   );
   for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
+  const parentCheck = setInterval(() => {
+    if (Deno.ppid !== parent) interrupt("the front script went away");
+  }, PARENT_CHECK_MS);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const result = await Promise.race([
     request.completed.then(
@@ -201,6 +256,7 @@ export async function main(args: string[]): Promise<number> {
     }),
   ]);
   clearTimeout(timer);
+  clearInterval(parentCheck);
   for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
 
   if (result.kind === "gone") {
@@ -238,7 +294,7 @@ export async function main(args: string[]): Promise<number> {
     if (c.status) status(c.status.endsWith("\n") ? c.status : c.status + "\n");
     return fail(EXIT_REFUSED, `request ${shortId}: signing failed in the companion: ${c.message}`);
   }
-  return fail(EXIT_REFUSED, `request ${shortId} ${c.outcome}${c.message ? `: ${c.message}` : ""}`);
+  return fail(EXIT_REFUSED, outcomeLine(shortId, c));
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

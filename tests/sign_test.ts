@@ -9,6 +9,66 @@ import { Approver, exec, type SignStack, signStack, waitForHistory } from "./sup
 
 const approveAll = () => "approve" as const;
 
+/** Polls `check` every 50 ms until it returns true; false when `timeoutMs` passed first. */
+async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return await check();
+}
+
+/**
+ * A private TMPDIR for the front's note dirs, under the stack's dir, and the environment that
+ * uses it: what the front leaves behind shows there, and only this test's processes name it.
+ */
+async function privateTmp(s: SignStack): Promise<{ tmp: string; env: Record<string, string> }> {
+  const tmp = `${s.stack.dir}/tmp`;
+  await Deno.mkdir(tmp, { recursive: true });
+  return { tmp, env: { ...s.env, TMPDIR: tmp } };
+}
+
+/** The entries of a directory, sorted. */
+async function entries(dir: string): Promise<string[]> {
+  return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
+}
+
+/**
+ * Running processes whose command line names the stack's signer or its private TMPDIR: the front
+ * script and its subshells, the Deno signer, the note `cat`.
+ */
+async function leftovers(s: SignStack, tmp: string): Promise<string[]> {
+  const ps = await exec("ps", ["-eo", "pid=,stat=,args="]);
+  return ps.stdout.split("\n").filter((l) =>
+    (l.includes(s.signer) || l.includes(`${tmp}/`)) && !/^\s*\d+\s+Z/.test(l)
+  );
+}
+
+/** Spawns `git commit -S` in `repo` and waits until its request is pending. */
+async function pendingCommit(
+  s: SignStack,
+  repo: string,
+  env: Record<string, string>,
+): Promise<{ git: Deno.ChildProcess; id: string }> {
+  const git = new Deno.Command("git", {
+    args: ["-C", repo, "commit", "-S", "-q", "-m", "pending"],
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let id = "";
+  await eventually(async () => (id = (await s.admin.list())[0]?.id ?? "") !== "");
+  if (!id) {
+    git.kill("SIGKILL");
+    await git.status;
+  }
+  assert.ok(id, "the request reached the daemon");
+  return { git, id };
+}
+
 /** A new repository with one staged file, ready for `git commit -S`. */
 async function stagedRepo(s: SignStack): Promise<string> {
   const repo = await s.repo();
@@ -133,7 +193,9 @@ Deno.test("denied commit fails, creates no commit, and the signer exits 1", asyn
     assert.equal(direct.code, 1);
     assert.equal(direct.stdout, "");
     assert.match(direct.stderr, /^\[GNUPG:\] FAILURE sign/m);
-    assert.match(direct.stderr, /denied/);
+    // The daemon's message already says "denied: test says no"; the word is not repeated.
+    assert.match(direct.stderr, /request [0-9a-f]+ denied: test says no$/m);
+    assert.doesNotMatch(direct.stderr, /denied: denied/);
   } finally {
     await approver.stop();
     await s.close();
@@ -333,6 +395,166 @@ Deno.test("the terminal shows the waiting line with the request id", async () =>
     );
   } finally {
     await approver.stop();
+    await s.close();
+  }
+});
+
+Deno.test("a refusal by the front leaves nothing running or in TMPDIR, and the terminal says why", async () => {
+  const s = await signStack();
+  try {
+    const { tmp, env } = await privateTmp(s);
+    const commaRepo = await s.repo("a,b");
+    const noRepo = `${s.stack.dir}/not-a-repo`;
+    await Deno.mkdir(noRepo);
+    const cases = [
+      { cwd: commaRepo, env, why: /paths with a comma are not supported: .*a,b/ },
+      {
+        cwd: noRepo,
+        env: { ...env, GIT_CEILING_DIRECTORIES: s.stack.dir },
+        why: /not inside a git repository/,
+      },
+      {
+        cwd: commaRepo.replace("a,b", "repo-tcp"),
+        env: { ...env, DBUS_SYSTEM_BUS_ADDRESS: "tcp:host=localhost,port=1" },
+        why: /only unix:path= system bus addresses are supported/,
+      },
+    ];
+    await s.repo("repo-tcp");
+    for (const c of cases) {
+      // Without a terminal (script(1)'s hangup would end a leaked process). The old leak was a
+      // race (a cat left blocked on the FIFO about one time in three): 20 tries.
+      for (let i = 0; i < 20; i++) {
+        const plain = await exec(s.signer, ["--status-fd=2", "-bsau", s.key.fingerprint], {
+          env: c.env,
+          cwd: c.cwd,
+          stdin: "x\n",
+        });
+        assert.equal(plain.code, 2);
+        assert.match(plain.stderr, /^\[GNUPG:\] FAILURE sign/m);
+        assert.match(plain.stderr, c.why);
+      }
+      // script(1) gives the front a terminal; its stderr goes to a file, as git's pipe would.
+      const err = `${s.stack.dir}/front.err`;
+      const r = await exec("script", [
+        "-qec",
+        `echo x | '${s.signer}' --status-fd=2 -bsau ${s.key.fingerprint} 2>'${err}'; echo "rc=$?"`,
+        "/dev/null",
+      ], { env: c.env, cwd: c.cwd });
+      assert.match(r.stdout, /rc=2/);
+      assert.match(r.stdout, c.why, "the reason shows on the terminal");
+      const stderr = await Deno.readTextFile(err);
+      assert.match(stderr, /^\[GNUPG:\] FAILURE sign/m, "git still gets the status line");
+      assert.match(stderr, c.why);
+    }
+    // Under git itself: git only says "gpg failed to sign the data", the terminal shows why.
+    const staged = `${commaRepo}/f`;
+    await Deno.writeTextFile(staged, "x\n");
+    await exec("git", ["-C", commaRepo, "add", "f"], { env });
+    const viaGit = await exec("script", [
+      "-qec",
+      `git -C '${commaRepo}' commit -S -q -m x 2>/dev/null; echo "rc=$?"`,
+      "/dev/null",
+    ], { env });
+    assert.match(viaGit.stdout, /rc=[1-9]/);
+    assert.match(viaGit.stdout, /paths with a comma are not supported/);
+
+    let left: string[] = [];
+    assert.ok(
+      await eventually(async () => (left = await leftovers(s, tmp)).length === 0, 5000),
+      `left running:\n${left.join("\n")}`,
+    );
+    assert.deepEqual(await entries(tmp), []);
+    assert.deepEqual(await s.admin.list(), [], "nothing reached the daemon");
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("git killed while its request is pending: the request is withdrawn, nothing is left", async () => {
+  const s = await signStack();
+  try {
+    const { tmp, env } = await privateTmp(s);
+    const repo = await stagedRepo(s);
+    const { git, id } = await pendingCommit(s, repo, env);
+    assert.equal((await entries(tmp)).length, 1, "the front made its note dir");
+    git.kill("SIGKILL");
+    await git.status;
+    assert.ok(
+      await eventually(async () => (await s.admin.list()).length === 0),
+      "the request left the pending list",
+    );
+    await waitForHistory(s.admin, (e) => e.id === id && e.event === "cancelled");
+    let left: string[] = [];
+    assert.ok(
+      await eventually(async () => (left = await leftovers(s, tmp)).length === 0),
+      `left running:\n${left.join("\n")}`,
+    );
+    assert.deepEqual(await entries(tmp), []);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("the front killed while pending: git returns, the request is withdrawn, nothing is left", async () => {
+  const s = await signStack();
+  try {
+    const { tmp, env } = await privateTmp(s);
+    const repo = await stagedRepo(s);
+    const { git, id } = await pendingCommit(s, repo, env);
+    try {
+      const front = (await exec("pgrep", ["-P", String(git.pid), "-f", "secrets-dispatcher-gpg"]))
+        .stdout.trim();
+      assert.match(front, /^\d+$/, "git runs the front as its child");
+      Deno.kill(Number(front), "SIGKILL");
+      let status: Deno.CommandStatus | null = null;
+      git.status.then((st) => status = st);
+      assert.ok(await eventually(() => status !== null), "git returned (it does not hang)");
+      assert.notEqual(status!.code, 0, "no signature, no commit");
+    } finally {
+      try {
+        git.kill("SIGKILL");
+      } catch { /* it returned */ }
+      await git.status;
+    }
+    assert.ok(
+      await eventually(async () => (await s.admin.list()).length === 0),
+      "the request left the pending list",
+    );
+    await waitForHistory(s.admin, (e) => e.id === id && e.event === "cancelled");
+    let left: string[] = [];
+    assert.ok(
+      await eventually(async () => (left = await leftovers(s, tmp)).length === 0),
+      `left running:\n${left.join("\n")}`,
+    );
+    assert.deepEqual(await entries(tmp), []);
+    const head = await exec("git", ["-C", repo, "rev-parse", "--verify", "-q", "HEAD"], {
+      env: s.env,
+    });
+    assert.notEqual(head.code, 0, "no commit may exist");
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("a daemon that is stopped (SIGSTOP) is reported as not answering, not as not running", async () => {
+  const s = await signStack();
+  try {
+    const repo = await s.repo();
+    s.daemon.kill("SIGSTOP");
+    try {
+      const r = await exec(s.signer, ["--status-fd=2", "-bsau", s.key.fingerprint], {
+        env: s.env,
+        cwd: repo,
+        stdin: "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nx\n",
+      });
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /^\[GNUPG:\] FAILURE sign/m);
+      assert.match(r.stderr, /did not answer within 10 s/);
+      assert.doesNotMatch(r.stderr, /Is it running\?/);
+    } finally {
+      s.daemon.kill("SIGCONT");
+    }
+  } finally {
     await s.close();
   }
 });

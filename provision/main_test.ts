@@ -9,7 +9,7 @@ import { treeDiff as diff } from "./fake_host.ts";
 import assert from "node:assert/strict";
 import { FakeHost } from "./fake_host.ts";
 import { NETWORK_ENV } from "./install.ts";
-import { main, parseBackend, type ProvisionIo, SOURCE_DIR } from "./main.ts";
+import { GOPASS_CANDIDATES, main, parseBackend, type ProvisionIo, SOURCE_DIR } from "./main.ts";
 
 /** Directories every Debian root has; provisioning must leave them as it found them. */
 const SYSTEM_DIRS = [
@@ -381,4 +381,24 @@ Deno.test("--backend spellings", async () => {
     argv: ["/opt/kp/bin/kpss", "--flag"],
   });
   await assert.rejects(() => parseBackend("keepassxc", none), /absolute command/);
+});
+
+/** The paths of one `--allow-<name>=` flag of the `deno task provision` command line. */
+async function provisionTaskPaths(name: "read" | "write" | "run"): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${SOURCE_DIR}/deno.json`));
+  const words = (config.tasks.provision as string).split(/\s+/);
+  const flag = words.find((w) => w.startsWith(`--allow-${name}=`));
+  assert.ok(flag, `the provision task has --allow-${name}=`);
+  return flag.slice(`--allow-${name}=`.length).split(",");
+}
+
+/** Whether Deno's `--allow-read` list `allowed` covers the absolute path `path`. */
+function covers(allowed: string[], path: string): boolean {
+  return allowed.some((a) => a.startsWith("/") && (path === a || path.startsWith(`${a}/`)));
+}
+
+Deno.test("the provision task may read every program path --backend gopass looks at", async () => {
+  // Without them `--backend gopass` died with "Requires read access to ...", even in --dry-run.
+  const read = await provisionTaskPaths("read");
+  for (const p of GOPASS_CANDIDATES) assert.ok(covers(read, p), `--allow-read lacks ${p}`);
 });

@@ -4,8 +4,8 @@
  *
  * ```
  * provision --user <name> [--vt <n>] [--backend gnome-keyring|gopass|<command>]
- *           [--no-git-config] [--no-pam] [--root <dir>] [--deno-dir-from <dir>]
- *           [--dry-run | --check | --uninstall [--purge]]
+ *           [--git-config | --no-git-config] [--pam | --no-pam] [--root <dir>]
+ *           [--deno-dir-from <dir>] [--dry-run | --check | --uninstall [--purge]]
  * ```
  *
  * - default: applies every step of the plan whose check fails (idempotent), printing the plan
@@ -21,8 +21,10 @@
  *   `DENO_DIR=<dir> deno install --frozen --entrypoint ...` on a machine with the npm registry)
  *   instead of downloading: for machines without network, and VM images.
  *
- * `--vt`, `--backend`, `--no-git-config` and `--no-pam` default to what the last run recorded
- * in `/etc/secrets-dispatcher/<user>/provision.json`, then to VT 8, gnome-keyring, on, on.
+ * `--vt`, `--backend`, `--[no-]git-config` and `--[no-]pam` default to what the last run
+ * recorded in `/etc/secrets-dispatcher/<user>/provision.json`, then to VT 8, gnome-keyring, on,
+ * on; an option given on the command line overrides the record (`--pam` after a run with
+ * `--no-pam` installs the hand-off, and the record says so from then on).
  *
  * Exit codes: 0 done / all checks pass; 1 a step failed, a check failed or needs manual
  * action; 2 usage or configuration error (not root, unknown user, bad option).
@@ -268,8 +270,23 @@ export async function main(args: string[], io: ProvisionIo = realIo): Promise<nu
       }),
     )
     .option("--backend <spec>", "gnome-keyring (default), gopass, or an absolute command line")
-    .option("--no-git-config", "do not set the user's git gpg.program")
-    .option("--no-pam", "do not install the PAM password hand-off")
+    // Both spellings: a recorded --no-git-config or --no-pam is undone with the positive one.
+    .option(
+      "--git-config",
+      "set the user's git gpg.program (the default; overrides a recorded --no-git-config)",
+    )
+    .option(
+      "--no-git-config",
+      "do not set the user's git gpg.program (later runs keep this until --git-config)",
+    )
+    .option(
+      "--pam",
+      "install the PAM password hand-off (the default; overrides a recorded --no-pam)",
+    )
+    .option(
+      "--no-pam",
+      "do not install the PAM password hand-off (later runs keep this until --pam)",
+    )
     .option("--root <dir>", "write system files under this prefix (images, tests)")
     .option(
       "--deno-dir-from <dir>",

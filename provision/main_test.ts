@@ -297,6 +297,57 @@ Deno.test("--uninstall keeps machine-wide files while another user is provisione
   }
 });
 
+Deno.test("--pam and --git-config undo a recorded --no-pam and --no-git-config", async () => {
+  const w = await world();
+  const record = async () =>
+    JSON.parse(await Deno.readTextFile(`${w.root}/etc/secrets-dispatcher/alice/provision.json`));
+  const pamProfile = `${w.root}/usr/share/pam-configs/secrets-dispatcher`;
+  const gpgProgram = async () => {
+    const git = await new Deno.Command("git", {
+      args: ["config", "--global", "--get", "gpg.program"],
+      env: { HOME: w.home },
+      clearEnv: true,
+      stdout: "piped",
+    }).output();
+    return new TextDecoder().decode(git.stdout).trim();
+  };
+  try {
+    let r = await w.run("--no-pam", "--no-git-config");
+    assert.equal(r.code, 0, r.out.join("\n"));
+    assert.deepEqual([(await record()).pam, (await record()).gitConfig], [false, false]);
+    assert.equal(await w.host.stat(pamProfile), null);
+    assert.equal(await gpgProgram(), "");
+    // A run without them keeps what was recorded.
+    r = await w.run();
+    assert.equal(r.code, 0, r.out.join("\n"));
+    assert.deepEqual([(await record()).pam, (await record()).gitConfig], [false, false]);
+    assert.equal(await w.host.stat(pamProfile), null);
+    // The positive options override the record, and are recorded in turn.
+    r = await w.run("--pam", "--git-config");
+    assert.equal(r.code, 0, r.out.join("\n"));
+    assert.deepEqual([(await record()).pam, (await record()).gitConfig], [true, true]);
+    assert.equal((await w.host.stat(pamProfile))?.kind, "file");
+    assert.equal(
+      await gpgProgram(),
+      "/usr/local/lib/secrets-dispatcher/bin/secrets-dispatcher-gpg",
+    );
+    // One option at a time; the other keeps its record.
+    r = await w.run("--no-pam", "--dry-run");
+    assert.equal(r.code, 0, r.out.join("\n"));
+    assert.ok(!r.out.some((l) => l.includes("pam-auth-update")), "no PAM step in the plan");
+    assert.ok(r.out.some((l) => l.includes("gpg.program")), "the git step is still planned");
+    // --help shows both spellings.
+    r = await w.run("--help");
+    assert.equal(r.code, 0);
+    for (const o of ["--pam ", "--no-pam ", "--git-config ", "--no-git-config "]) {
+      assert.ok(r.out.some((l) => l.trimStart().startsWith(o)), `--help lists ${o}`);
+    }
+  } finally {
+    await Deno.remove(w.root, { recursive: true });
+    await Deno.remove(w.home, { recursive: true });
+  }
+});
+
 Deno.test("--deno-dir-from fills the DENO_DIR from a pre-filled cache, with no registry", async () => {
   const seeded = await world();
   const offline = await world();

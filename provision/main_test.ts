@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { FakeHost } from "./fake_host.ts";
 import { NETWORK_ENV } from "./install.ts";
 import { GOPASS_CANDIDATES, main, parseBackend, type ProvisionIo, SOURCE_DIR } from "./main.ts";
+import { DEFAULT_UID_MIN, LOGIN_DEFS, parseUidMin } from "./host.ts";
 
 /** Directories every Debian root has; provisioning must leave them as it found them. */
 const SYSTEM_DIRS = [
@@ -387,7 +388,7 @@ Deno.test("--deno-dir-from fills the DENO_DIR from a pre-filled cache, with no r
   }
 });
 
-Deno.test("provision refuses bad command lines, non-root callers and unknown users", async () => {
+Deno.test("provision refuses bad command lines, non-root callers, unknown and system users", async () => {
   const w = await world();
   try {
     const code = (args: string[], io = w.io) => main(args, io);
@@ -407,9 +408,35 @@ Deno.test("provision refuses bad command lines, non-root callers and unknown use
     assert.ok(w.lines.some((l) => l.includes("must run as root")));
     w.host.addUser({ name: "toor", uid: 0, gid: 0, home: "/root", shell: "/bin/sh" });
     assert.equal(await code(["--user", "toor", "--root", w.root]), 2);
+    assert.equal(await code(["--user", "toor", "--root", w.root, "--allow-system-user"]), 2);
+    // A system account is no desktop user: below UID_MIN only with --allow-system-user.
+    w.host.addUser({ name: "messagebus", uid: 100, gid: 101, home: "/", shell: "/bin/false" });
+    w.lines.length = 0;
+    assert.equal(await code(["--user", "messagebus", "--root", w.root, "--dry-run"]), 2);
+    assert.deepEqual(w.lines, [
+      "provision: messagebus has uid 100, below UID_MIN 1000 (/etc/login.defs): a system " +
+      "account, not a desktop user; --allow-system-user provisions it anyway",
+    ]);
+    assert.equal(await code(["--user", "messagebus", "--root", w.root, "--check"]), 2);
+    assert.equal(await code(["--user", "messagebus", "--root", w.root]), 2);
+    w.host.loginUidMin = 500;
+    w.host.addUser({ name: "carol", uid: 499, gid: 499, home: "/", shell: "/bin/sh" });
+    assert.equal(await code(["--user", "carol", "--root", w.root, "--dry-run"]), 2);
+    assert.match(w.lines.at(-1)!, /carol has uid 499, below UID_MIN 500 /);
     // Nothing of the above changed anything.
     assert.equal(w.host.users.has("secrets-alice"), false);
     assert.deepEqual(w.host.log.filter((l) => !l.startsWith("systemctl")), []);
+    // With the override the plan is made for her (and the fix command keeps the override).
+    w.lines.length = 0;
+    const args = ["--user", "messagebus", "--root", w.root, "--allow-system-user"];
+    assert.equal(await code([...args, "--dry-run"]), 0, w.lines.join("\n"));
+    assert.match(
+      w.lines[0],
+      /provisioning of messagebus \(uid 100\): companion secrets-messagebus/,
+    );
+    w.lines.length = 0;
+    assert.equal(await code([...args, "--check"]), 1);
+    assert.ok(w.lines.some((l) => l.endsWith(`--allow-system-user --root ${w.root}`)));
   } finally {
     await Deno.remove(w.root, { recursive: true });
     await Deno.remove(w.home, { recursive: true });
@@ -448,8 +475,18 @@ function covers(allowed: string[], path: string): boolean {
   return allowed.some((a) => a.startsWith("/") && (path === a || path.startsWith(`${a}/`)));
 }
 
-Deno.test("the provision task may read every program path --backend gopass looks at", async () => {
+Deno.test("the provision task may read the gopass paths and login.defs it looks at", async () => {
   // Without them `--backend gopass` died with "Requires read access to ...", even in --dry-run.
   const read = await provisionTaskPaths("read");
-  for (const p of GOPASS_CANDIDATES) assert.ok(covers(read, p), `--allow-read lacks ${p}`);
+  for (const p of [...GOPASS_CANDIDATES, LOGIN_DEFS]) {
+    assert.ok(covers(read, p), `--allow-read lacks ${p}`);
+  }
+});
+
+Deno.test("UID_MIN from login.defs", () => {
+  assert.equal(parseUidMin("# UID_MIN 5\nUID_MIN\t\t\t 1000\nUID_MAX\t\t\t60000\n"), 1000);
+  assert.equal(parseUidMin("  UID_MIN 500\nUID_MIN 700\n"), 500);
+  assert.equal(parseUidMin("SYS_UID_MIN 100\n#UID_MIN 10\n"), DEFAULT_UID_MIN);
+  assert.equal(parseUidMin("UID_MIN lots\n"), DEFAULT_UID_MIN);
+  assert.equal(DEFAULT_UID_MIN, 1000);
 });

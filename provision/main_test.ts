@@ -349,6 +349,61 @@ Deno.test("--pam and --git-config undo a recorded --no-pam and --no-git-config",
   }
 });
 
+Deno.test("the fix --check suggests for the console's tty never loosens it", async () => {
+  const w = await world();
+  // stat(1) of the console's tty as the test sets it; everything else as it is.
+  let tty = "";
+  const exec = w.host.exec.bind(w.host);
+  w.host.exec = (cmd, args, options) =>
+    cmd === "stat" && args.at(-1) === "/dev/tty9"
+      ? Promise.resolve({ code: 0, stdout: `${tty}\n`, stderr: "" })
+      : exec(cmd, args, options);
+  /** The FAIL line of the tty item and the fix under it (null when it passes). */
+  const ttyCheck = async () => {
+    const r = await w.run("--check");
+    const i = r.out.findIndex((l) => /^(PASS|FAIL) {2}\/dev\/tty9:/.test(l));
+    assert.ok(i >= 0, r.out.join("\n"));
+    return r.out[i].startsWith("PASS") ? null : [r.out[i].replace(/^.*\): /, ""), r.out[i + 1]];
+  };
+  try {
+    // The reviewer's case: a tty that is root 0600 and alice in group tty. The fix takes her out
+    // of the group; it does not hand the tty to group tty with 0620.
+    tty = "0 0 600 character special file";
+    w.host.groups.set("tty", ["bob", "alice"]);
+    assert.deepEqual(await ttyCheck(), [
+      "alice is in group tty and can read the console's screen",
+      "      fix: gpasswd -d alice tty   # applies from alice's next login",
+    ]);
+    // A chmod only when others have access, and then one that only takes bits away.
+    tty = "0 5 666 character special file";
+    assert.deepEqual(await ttyCheck(), [
+      "/dev/tty9 is 0666: others have access",
+      "      fix: chmod o-rwx /dev/tty9",
+    ]);
+    // Another owner: a chown of the owner alone (group and mode stay).
+    tty = "4242 5 620 character special file";
+    assert.deepEqual(await ttyCheck(), [
+      "/dev/tty9 is owned by uid 4242, not root or secrets-alice",
+      "      fix: chown root /dev/tty9",
+    ]);
+    w.host.groups.set("tty", ["bob"]);
+    tty = "0 0 600 character special file";
+    assert.equal(await ttyCheck(), null);
+    // A real run names the same fix among what needs manual action.
+    w.host.groups.set("tty", ["alice"]);
+    const r = await w.run();
+    assert.equal(r.code, 1, r.out.join("\n"));
+    const manual = r.out.slice(r.out.indexOf("Provisioned, but these need manual action:"));
+    assert.deepEqual(manual.slice(2), [
+      "    fix: gpasswd -d alice tty   # applies from alice's next login",
+    ]);
+    assert.ok(!r.out.some((l) => /chmod 0620|chown root:tty/.test(l)));
+  } finally {
+    await Deno.remove(w.root, { recursive: true });
+    await Deno.remove(w.home, { recursive: true });
+  }
+});
+
 Deno.test("--deno-dir-from fills the DENO_DIR from a pre-filled cache, with no registry", async () => {
   const seeded = await world();
   const offline = await world();

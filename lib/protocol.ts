@@ -322,7 +322,15 @@ export interface RuleView {
   fromRequest: string;
 }
 
-/** Options of `ApproveWithGrant` (JSON). Exactly one applies, by the request's kind. */
+/** Longest read grant (`GrantOptions.minutes`, secret.read), minutes. */
+export const MAX_GRANT_MINUTES = 60;
+/** Most further signatures one rebase grant (`GrantOptions.signatures`, sign.commit) allows. */
+export const MAX_GRANT_SIGNATURES = 100;
+
+/**
+ * Options of `ApproveWithGrant` (JSON). Exactly one is given, the one of the request's kind: the
+ * other is refused (`InvalidArgs`), not ignored.
+ */
 export interface GrantOptions {
   /** `secret.read`: how long the read grant lasts, minutes (1–60). */
   minutes?: number;

@@ -541,7 +541,8 @@ export function requestIdFromPath(path: string): string | null {
  *   master-password interface), `StoreUnavailable`. Emits `Changed("", "store")`.
  * - `ApproveWithGrant(s id, s digest, s options) → s`: approves like `Approve` and makes a grant
  *   from the request ({@link GrantOptions} in, {@link RuleView} out). Errors: as `Approve`, and
- *   `InvalidArgs` when no grant can be made from this request (kind, unverified program).
+ *   `InvalidArgs` when no grant can be made from this request (kind, the other kind's option,
+ *   unverified program).
  * - `DenyWithRule(s id, s reason, s options) → s`: denies like `Deny` and makes a deny rule
  *   ({@link DenyRuleOptions} in, {@link RuleView} out).
  * - `Rules() → s`: JSON {@link RuleView}`[]` of the grants and deny rules in force.

@@ -13,6 +13,9 @@
  * ctl [--bus <address>] status [--json]
  * ```
  *
+ * `--grant-minutes` goes with secret.read requests and `--grant-signatures` with sign.commit ones:
+ * the other one, or both, is a usage error and approves nothing.
+ *
  * `<id>` may be any unique prefix (at least 4 hex characters) of a request id. The address
  * defaults to `$SD_COMPANION_BUS_ADDRESS`. Human output is escaped (lib/sanitize.ts); `--json`
  * prints the daemon's RequestView / arrays as they are, with characters that a terminal could
@@ -32,6 +35,8 @@ import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { AdminClient, AdminError, AdminUnreachableError } from "../lib/admin_client.ts";
 import {
   Errors,
+  MAX_GRANT_MINUTES,
+  MAX_GRANT_SIGNATURES,
   MAX_PASSWORD_BYTES,
   type RequestSummary,
   type RequestView,
@@ -198,6 +203,48 @@ function parseCount(value: string): number {
   return Number(value);
 }
 
+/** The options that make a grant with an approval, by the request kind each one is for. */
+const GRANT_OPTIONS = {
+  "secret.read": { option: "--grant-minutes", what: `1-${MAX_GRANT_MINUTES} minutes` },
+  "sign.commit": {
+    option: "--grant-signatures",
+    what: `1-${MAX_GRANT_SIGNATURES} signatures continuing it`,
+  },
+} as const;
+
+/** Which grant option fits which request kind, for error messages. */
+const GRANT_HELP = `${GRANT_OPTIONS["secret.read"].option} is for secret.read requests, ` +
+  `${GRANT_OPTIONS["sign.commit"].option} for sign.commit requests`;
+
+/** An argument parser for a grant option: a whole number in 1..max. */
+function grantCount(option: string, max: number, unit: string): (value: string) => number {
+  return (value) => {
+    if (!/^\d{1,6}$/.test(value) || Number(value) < 1 || Number(value) > max) {
+      throw new CommanderError(
+        EXIT_USAGE,
+        "ctl.badGrant",
+        `${option} takes 1-${max} ${unit}, got ${escapeLine(value)}`,
+      );
+    }
+    return Number(value);
+  };
+}
+
+/**
+ * Why `option` (a grant option) cannot go with a request of `kind`, or null when it can.
+ *
+ * @param shortId the request's short id, for the message
+ */
+function grantMismatch(option: string, kind: string, shortId: string): string | null {
+  const fitting = GRANT_OPTIONS[kind as keyof typeof GRANT_OPTIONS];
+  if (fitting?.option === option) return null;
+  if (!fitting) {
+    return `no grant can be made from ${shortId}, a ${escapeLine(kind)} request (${GRANT_HELP})`;
+  }
+  return `${option} does not fit ${shortId}, a ${kind} request: ${fitting.option} <n> grants ` +
+    `${fitting.what} (${GRANT_HELP})`;
+}
+
 function parseLimit(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) > 0xffffffff) {
     throw new CommanderError(
@@ -276,18 +323,35 @@ export async function main(args: string[], io: CtlIo = denoIo): Promise<number> 
     .option("--digest <hex>", "only approve if the request's digest starts with this (from `show`)")
     .option(
       "--grant-minutes <n>",
-      "secret.read: also let this program read these items for n minutes (1-60)",
-      parseCount,
+      `secret.read requests only: also let this program read these items for n minutes ` +
+        `(1-${MAX_GRANT_MINUTES})`,
+      grantCount("--grant-minutes", MAX_GRANT_MINUTES, "minutes (secret.read requests)"),
     )
     .option(
       "--grant-signatures <n>",
-      "sign.commit: also approve the next n signatures continuing this rebase (1-100)",
-      parseCount,
+      `sign.commit requests only: also approve the next n signatures continuing this rebase ` +
+        `(1-${MAX_GRANT_SIGNATURES})`,
+      grantCount("--grant-signatures", MAX_GRANT_SIGNATURES, "signatures (sign.commit requests)"),
     )
     .option("--json", "print the approved RequestView as JSON")
     .action(async (id, opts) => {
+      if (opts.grantMinutes !== undefined && opts.grantSignatures !== undefined) {
+        throw new CommanderError(
+          EXIT_USAGE,
+          "ctl.grantBoth",
+          `--grant-minutes and --grant-signatures exclude each other: a request takes the grant ` +
+            `of its kind (${GRANT_HELP})`,
+        );
+      }
+      const grantOption = opts.grantMinutes !== undefined
+        ? "--grant-minutes"
+        : opts.grantSignatures !== undefined
+        ? "--grant-signatures"
+        : null;
       const c = await connect();
       const view = await c.get(id);
+      const mismatch = grantOption && grantMismatch(grantOption, view.kind, shortId(view.id));
+      if (mismatch) throw new Exit(EXIT_USAGE, `not approved: ${mismatch}`);
       if (opts.digest !== undefined) {
         const want = opts.digest.toLowerCase();
         if (!/^[0-9a-f]{8,}$/.test(want)) {

@@ -15,6 +15,7 @@ import {
   FakeAdmin,
   hostileCommit,
   pushRequest,
+  secretRead,
   startTestBus,
   tagRequest,
   toSummary,
@@ -210,6 +211,70 @@ Deno.test("ctl against a fake daemon", async (t) => {
       assert.match(r.err, /start it with `deno task daemon`/);
     });
   } finally {
+    await bus.stop();
+  }
+});
+
+Deno.test("ctl approve: each grant option goes with its request kind, never both", async () => {
+  const bus = await startTestBus();
+  let fake: FakeAdmin | undefined;
+  try {
+    fake = await FakeAdmin.start(bus.address, [hostileCommit(), secretRead(), tagRequest()]);
+    const env = { [ADDRESS_ENV]: bus.address };
+    const decided = () =>
+      fake!.calls.filter((c) => c.member === "Approve" || c.member === "ApproveWithGrant");
+    const help =
+      "(--grant-minutes is for secret.read requests, --grant-signatures for sign.commit requests)";
+    const refused = async (args: string[], err: string) => {
+      const r = await run(["approve", ...args], env);
+      assert.equal(r.code, EXIT_USAGE, r.err);
+      assert.equal(r.err, `ctl: ${err}\n`);
+      assert.equal(r.out, "");
+      assert.deepEqual(decided(), [], "nothing approved");
+    };
+    // The option of the other kind: named, with the one that fits (not the daemon's "a rebase
+    // grant covers 1-100 signatures").
+    await refused(
+      ["1a2b3c4d", "--grant-minutes", "5"],
+      "not approved: --grant-minutes does not fit 1a2b3c4d, a sign.commit request: " +
+        `--grant-signatures <n> grants 1-100 signatures continuing it ${help}`,
+    );
+    await refused(
+      ["3c4d", "--grant-signatures", "3"],
+      "not approved: --grant-signatures does not fit 3c4d5e6f, a secret.read request: " +
+        `--grant-minutes <n> grants 1-60 minutes ${help}`,
+    );
+    await refused(
+      ["5e6f", "--grant-minutes", "5"],
+      `not approved: no grant can be made from 5e6f7a8b, a sign.tag request ${help}`,
+    );
+    // Both: one would have been ignored; refused before anything is asked.
+    fake.calls.length = 0;
+    await refused(
+      ["1a2b", "--grant-signatures", "3", "--grant-minutes", "3"],
+      `--grant-minutes and --grant-signatures exclude each other: a request takes the grant of ` +
+        `its kind ${help}`,
+    );
+    assert.deepEqual(fake.calls, []);
+    // Out of range, by the option's own limit.
+    await refused(
+      ["1a2b", "--grant-signatures", "0"],
+      "--grant-signatures takes 1-100 signatures (sign.commit requests), got 0",
+    );
+    await refused(
+      ["3c4d", "--grant-minutes", "61"],
+      "--grant-minutes takes 1-60 minutes (secret.read requests), got 61",
+    );
+    // The fitting option makes the grant.
+    let r = await run(["approve", "1a2b", "--grant-signatures", "3"], env);
+    assert.equal(r.code, EXIT_OK, r.err);
+    assert.deepEqual(decided().map((c) => c.body[2]), ['{"signatures":3}']);
+    r = await run(["approve", "3c4d", "--grant-minutes", "5"], env);
+    assert.equal(r.code, EXIT_OK, r.err);
+    assert.deepEqual(decided().map((c) => c.body[2]), ['{"signatures":3}', '{"minutes":5}']);
+    assert.match(r.out, /^approved 3c4d5e6f \(secret\.read\)/);
+  } finally {
+    fake?.stop();
     await bus.stop();
   }
 });

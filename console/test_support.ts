@@ -20,6 +20,7 @@ import {
   type HistoryEntry,
   type RequestSummary,
   type RequestView,
+  type RuleView,
   summaryOf,
 } from "../lib/protocol.ts";
 
@@ -209,6 +210,32 @@ export class FakeAdmin {
           r.state = msg.member === "Approve" ? "approved" : "denied";
           r.decidedAt = Date.now();
           this.#reply(msg);
+          this.emitChanged(id, r.state);
+        }
+        return true;
+      }
+      case "ApproveWithGrant": {
+        const [id, digest, options] = body as [string, string, string];
+        const r = this.requests.get(id);
+        if (!r) this.#error(msg, Errors.NoSuchRequest, `no request ${id}`);
+        else if (r.state !== "pending") {
+          this.#error(msg, Errors.NotPending, `request is ${r.state}`);
+        } else if (digest !== r.digest) {
+          this.#error(msg, Errors.DigestMismatch, "digest does not match the request");
+        } else {
+          r.state = "approved";
+          r.decidedAt = Date.now();
+          const rule: RuleView = {
+            id: `g${id.slice(0, 8)}`,
+            type: r.kind === "secret.read" ? "read-grant" : "rebase-grant",
+            description: `test grant ${options}`,
+            createdAt: Date.now(),
+            expiresAt: null,
+            remaining: null,
+            uses: 0,
+            fromRequest: id,
+          };
+          this.#reply(msg, "s", [JSON.stringify(rule)]);
           this.emitChanged(id, r.state);
         }
         return true;

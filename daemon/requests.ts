@@ -22,6 +22,8 @@ import {
   Errors,
   type GrantOptions,
   isFinal,
+  MAX_GRANT_MINUTES,
+  MAX_GRANT_SIGNATURES,
   MAX_PAYLOAD_BYTES,
   type Outcome,
   READ_WINDOW_MS,
@@ -132,10 +134,8 @@ export interface RuleFacts {
   predictCommit?: (signature: Uint8Array) => string;
 }
 
-/** Longest read grant, minutes. */
-export const MAX_GRANT_MINUTES = 60;
-/** Most further signatures one rebase grant allows. */
-export const MAX_GRANT_SIGNATURES = 100;
+/** The grant limits, defined beside `GrantOptions` in lib/protocol.ts (ctl checks them too). */
+export { MAX_GRANT_MINUTES, MAX_GRANT_SIGNATURES };
 /** How long a rebase grant lasts at most, ms (30 minutes). */
 export const REBASE_GRANT_MS = 30 * 60 * 1000;
 /** Longest time-boxed deny rule, minutes (one day). */
@@ -448,10 +448,15 @@ export class RequestManager {
     const bad = (why: string) => new RequestError(Errors.InvalidArgs, `no grant: ${why}`);
     const now = this.#opts.clock.now();
     let rule: Rule;
+    const readGrant = `a read grant of 1-${MAX_GRANT_MINUTES} minutes ("minutes")`;
+    const rebaseGrant = `a rebase grant of 1-${MAX_GRANT_SIGNATURES} signatures ("signatures")`;
     if (v.kind === "secret.read") {
+      if (options.signatures !== undefined) {
+        throw bad(`a secret.read request takes ${readGrant}, not "signatures" (sign.commit)`);
+      }
       const minutes = options.minutes;
       if (!Number.isInteger(minutes) || minutes! < 1 || minutes! > MAX_GRANT_MINUTES) {
-        throw bad(`a read grant lasts 1-${MAX_GRANT_MINUTES} minutes`);
+        throw bad(`a secret.read request takes ${readGrant}`);
       }
       const client = entry.facts.client;
       if (!client) {
@@ -475,9 +480,12 @@ export class RequestManager {
         }),
       };
     } else if (v.kind === "sign.commit") {
+      if (options.minutes !== undefined) {
+        throw bad(`a sign.commit request takes ${rebaseGrant}, not "minutes" (secret.read)`);
+      }
       const n = options.signatures;
       if (!Number.isInteger(n) || n! < 1 || n! > MAX_GRANT_SIGNATURES) {
-        throw bad(`a rebase grant covers 1-${MAX_GRANT_SIGNATURES} signatures`);
+        throw bad(`a sign.commit request takes ${rebaseGrant}`);
       }
       if (!entry.facts.predictCommit || !entry.facts.keyFingerprint) {
         throw bad("the commit this signature makes cannot be predicted");
@@ -497,7 +505,9 @@ export class RequestManager {
         }),
       };
     } else {
-      throw bad(`grants exist for secret.read and sign.commit, not ${v.kind}`);
+      throw bad(
+        `grants exist for secret.read (${readGrant}) and sign.commit (${rebaseGrant}), not ${v.kind}`,
+      );
     }
     this.approve(id, digest);
     this.#rules.set(rule.view.id, rule);

@@ -242,6 +242,16 @@ Deno.test("rebase grant: another key, or a payload while one is signing, is not 
     () => m.approveWithGrant(early, m.get(early).digest, { signatures: 0 }),
     /1-100 signatures/,
   );
+  // The option of the other kind is refused, not ignored: nothing approved.
+  assert.throws(
+    () => m.approveWithGrant(early, m.get(early).digest, { signatures: 3, minutes: 3 }),
+    /no grant: a sign\.commit request takes a rebase grant of 1-100 signatures \("signatures"\), not "minutes" \(secret\.read\)/,
+  );
+  assert.throws(
+    () => m.approveWithGrant(early, m.get(early).digest, { minutes: 5 }),
+    /not "minutes"/,
+  );
+  assert.equal(m.get(early).state, "pending");
   // Expiry: 30 minutes.
   clock.advance(31 * 60_000);
   assert.deepEqual(m.rules(), []);
@@ -303,6 +313,13 @@ Deno.test("read grant: this program may read these items for N minutes", async (
     /not verified/,
   );
   assert.equal(m.get(unverified).state, "pending", "nothing approved when the grant is refused");
+  for (const options of [{ signatures: 3 }, { minutes: 2, signatures: 3 }]) {
+    assert.throws(
+      () => m.approveWithGrant(unverified, m.get(unverified).digest, options),
+      /a secret\.read request takes a read grant of 1-60 minutes \("minutes"\), not "signatures"/,
+    );
+  }
+  assert.equal(m.get(unverified).state, "pending");
 });
 
 Deno.test("read grant: only for the verified connection that sent the granted request", async () => {

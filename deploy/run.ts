@@ -5,8 +5,9 @@
  *
  * Usage: `deno task <entrypoint> [args...]`. Environment: `DBUS_SYSTEM_BUS_ADDRESS`,
  * `SD_COMPANION_BUS_ADDRESS`, `SD_STATE_DIR`, `SD_GPG` (see daemon/main.ts), and for the agent
- * `DBUS_SESSION_BUS_ADDRESS` (see agent/main.ts). The signer is run
- * through its front script, which computes the git dirs.
+ * `DBUS_SESSION_BUS_ADDRESS` (see agent/main.ts). `ctl --bus <address>` names the companion bus
+ * in place of `SD_COMPANION_BUS_ADDRESS` (a `unix:path=` address: its socket goes into the
+ * flags). The signer is run through its front script, which computes the git dirs.
  *
  * @module
  */
@@ -17,11 +18,34 @@ import { denoArgs, type Entrypoint, ENTRYPOINTS, type Paths } from "./permission
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
 /**
- * The paths for the flags, from environment variables.
- *
- * @throws {Error} naming the variable that is missing or not a `unix:path=` address
+ * The value of the last `--bus` option in `ctl`'s arguments (`--bus <address>` or
+ * `--bus=<address>`, before any `--`), as ctl's parser takes it; undefined without one, and ""
+ * for a `--bus` with no value.
  */
-export function pathsFromEnv(entry: Entrypoint, env: (name: string) => string | undefined): Paths {
+export function busArgument(args: string[]): string | undefined {
+  let bus: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--") break;
+    if (a === "--bus") bus = args[++i] ?? "";
+    else if (a.startsWith("--bus=")) bus = a.slice("--bus=".length);
+  }
+  return bus;
+}
+
+/**
+ * The paths for the flags, from environment variables, and for `ctl` from its `--bus` option
+ * when given ({@link busArgument}): it names the companion bus in place of
+ * `SD_COMPANION_BUS_ADDRESS`.
+ *
+ * @param args the entrypoint's own arguments (only `ctl`'s are looked at)
+ * @throws {Error} naming the variable or option that is missing or not a `unix:path=` address
+ */
+export function pathsFromEnv(
+  entry: Entrypoint,
+  env: (name: string) => string | undefined,
+  args: string[] = [],
+): Paths {
   const socketOf = (name: string, address: string | undefined) => {
     if (!address) throw new Error(`${name} is not set (source .demo/env, or set it)`);
     const path = unixSocketPath(address);
@@ -29,11 +53,23 @@ export function pathsFromEnv(entry: Entrypoint, env: (name: string) => string | 
     return path;
   };
   const usesCompanion = entry !== "sign" && entry !== "agent";
+  const bus = entry === "ctl" ? busArgument(args) : undefined;
+  const companionBusSocket = () => {
+    if (bus === undefined) {
+      return socketOf("SD_COMPANION_BUS_ADDRESS", env("SD_COMPANION_BUS_ADDRESS"));
+    }
+    const path = unixSocketPath(bus);
+    if (!path) {
+      throw new Error(
+        `--bus takes a unix:path=<socket> address here (the launcher grants ctl that socket ` +
+          `only), got ${bus ? JSON.stringify(bus) : "nothing"}`,
+      );
+    }
+    return path;
+  };
   return {
     systemBusSocket: socketOf("DBUS_SYSTEM_BUS_ADDRESS", systemBusAddress(env)),
-    companionBusSocket: usesCompanion
-      ? socketOf("SD_COMPANION_BUS_ADDRESS", env("SD_COMPANION_BUS_ADDRESS"))
-      : "",
+    companionBusSocket: usesCompanion ? companionBusSocket() : "",
     sessionBusSocket: entry === "agent"
       ? socketOf("DBUS_SESSION_BUS_ADDRESS", env("DBUS_SESSION_BUS_ADDRESS"))
       : undefined,
@@ -62,7 +98,7 @@ async function main(args: string[]): Promise<number> {
   } else {
     let paths: Paths;
     try {
-      paths = pathsFromEnv(entry, (n) => Deno.env.get(n));
+      paths = pathsFromEnv(entry, (n) => Deno.env.get(n), args.slice(1));
     } catch (err) {
       console.error(`deno task ${entry}: ${(err as Error).message}`);
       return 2;

@@ -5,7 +5,8 @@
  * daemon, a private desktop session bus with the agent serving `org.freedesktop.secrets`, a ready
  * repository whose `gpg.program` is the signer, and the console in the foreground (DESIGN.md §10).
  * `--headless` runs no console and prints `ready` once everything answers. Ctrl-C or SIGTERM
- * stops everything it started.
+ * stops everything it started. Each start empties the directory: it must be new, empty or a
+ * demo's, and a second demo in it is refused (`dev/demo_dir.ts`).
  *
  * The desktop bus has a small recording notification server standing in for the desktop's: the
  * agent's notifications ("approve on VT 8", "the daemon is not running") are written to
@@ -17,7 +18,8 @@
 
 import { generatePhrase, PHRASE_ENV } from "../console/phrase.ts";
 import { denoArgs } from "../deploy/permissions.ts";
-import { exec, ROOT, run } from "./harness.ts";
+import { claimDemoDir, shellQuote as q } from "./demo_dir.ts";
+import { ROOT, run } from "./harness.ts";
 import type { NotificationEvent } from "./notification_server.ts";
 import { type SecretStack, secretStack } from "./secret_stack.ts";
 
@@ -41,11 +43,6 @@ export function notificationLine(e: NotificationEvent): string {
   }
 }
 
-/** Shell-quotes one word for `.demo/env`. */
-function q(s: string): string {
-  return `'${s.replaceAll("'", `'\\''`)}'`;
-}
-
 async function main(args: string[]): Promise<number> {
   const headless = args.includes("--headless");
   const unknown = args.filter((a) => a !== "--headless");
@@ -54,14 +51,14 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   const dir = Deno.env.get("SD_DEMO_DIR") || `${ROOT}/.demo`;
+  // Locked (a second demo here is refused) before anything in it is deleted; held until exit.
+  let lock: Deno.FsFile;
   try {
-    await stalePids(dir);
+    lock = await claimDemoDir(dir);
   } catch (err) {
     console.error(`demo: ${err instanceof Error ? err.message : err}`);
     return 1;
   }
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const realDir = await Deno.realPath(dir);
   const say = (s: string) => console.log(s);
   const stopped = Promise.withResolvers<void>();
@@ -152,6 +149,7 @@ async function main(args: string[]): Promise<number> {
     s?.admin.close();
     await s?.stack.stop();
     await Deno.remove(`${realDir}/demo.pid`).catch(() => {});
+    lock.close();
     say("demo stopped");
   }
 }
@@ -182,20 +180,6 @@ function watchAgent(s: SecretStack, say: (s: string) => void): () => void {
   };
   watch(s.agent);
   return () => stopping = true;
-}
-
-/** Refuses to start over a demo that is still running in the same dir. */
-async function stalePids(dir: string): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number((await Deno.readTextFile(`${dir}/demo.pid`)).trim());
-  } catch {
-    return;
-  }
-  // Deno refuses /proc/<pid> without --allow-all: ask ps whether that pid still runs the demo.
-  const ps = await exec("ps", ["-o", "args=", "-p", String(pid)]);
-  if (ps.code !== 0 || !ps.stdout.includes("dev/demo.ts")) return;
-  throw new Error(`a demo (pid ${pid}) is still running in ${dir}; stop it first`);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

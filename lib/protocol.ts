@@ -323,7 +323,15 @@ export interface RuleView {
   fromRequest: string;
 }
 
-/** Options of `ApproveWithGrant` (JSON). Exactly one applies, by the request's kind. */
+/** Longest read grant (`GrantOptions.minutes`, secret.read), minutes. */
+export const MAX_GRANT_MINUTES = 60;
+/** Most further signatures one rebase grant (`GrantOptions.signatures`, sign.commit) allows. */
+export const MAX_GRANT_SIGNATURES = 100;
+
+/**
+ * Options of `ApproveWithGrant` (JSON). Exactly one is given, the one of the request's kind: the
+ * other is refused (`InvalidArgs`), not ignored.
+ */
 export interface GrantOptions {
   /** `secret.read`: how long the read grant lasts, minutes (1–60). */
   minutes?: number;
@@ -534,7 +542,8 @@ export function requestIdFromPath(path: string): string | null {
  *   master-password interface), `StoreUnavailable`. Emits `Changed("", "store")`.
  * - `ApproveWithGrant(s id, s digest, s options) → s`: approves like `Approve` and makes a grant
  *   from the request ({@link GrantOptions} in, {@link RuleView} out). Errors: as `Approve`, and
- *   `InvalidArgs` when no grant can be made from this request (kind, unverified program).
+ *   `InvalidArgs` when no grant can be made from this request (kind, the other kind's option,
+ *   unverified program).
  * - `DenyWithRule(s id, s reason, s options) → s`: denies like `Deny` and makes a deny rule
  *   ({@link DenyRuleOptions} in, {@link RuleView} out).
  * - `Rules() → s`: JSON {@link RuleView}`[]` of the grants and deny rules in force.

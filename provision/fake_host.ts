@@ -32,6 +32,8 @@ export class FakeHost implements Host {
   readonly groups = new Map<string, string[]>();
   /** Every command run, as `cmd arg…` lines. */
   readonly log: string[] = [];
+  /** What {@link uidMin} answers (`UID_MIN` of login.defs). */
+  loginUidMin = 1000;
   #owners = new Map<string, { uid: number; gid: number }>();
   #nextSystemUid = 990;
   #me = Deno.uid() ?? 0;
@@ -48,6 +50,10 @@ export class FakeHost implements Host {
 
   getUser(name: string): Promise<PasswdEntry | null> {
     return Promise.resolve(this.users.get(name) ?? null);
+  }
+
+  uidMin(): Promise<number> {
+    return Promise.resolve(this.loginUidMin);
   }
 
   groupMembers(group: string): Promise<string[]> {

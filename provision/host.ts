@@ -62,6 +62,26 @@ export interface Host {
   chown(path: string, uid: number, gid: number): Promise<void>;
   /** Type, owner and mode of a prefixed path, or null when it does not exist. */
   stat(path: string): Promise<PathInfo | null>;
+  /**
+   * The lowest uid of regular (human) users: `UID_MIN` of the real `/etc/login.defs` (users are
+   * real even under a root prefix), {@link DEFAULT_UID_MIN} when it does not say.
+   */
+  uidMin(): Promise<number>;
+}
+
+/** Where useradd(8) reads `UID_MIN`. */
+export const LOGIN_DEFS = "/etc/login.defs";
+
+/** `UID_MIN` when login.defs(5) is missing or does not set it (shadow's own default). */
+export const DEFAULT_UID_MIN = 1000;
+
+/** `UID_MIN` from the text of login.defs(5): its first setting, else {@link DEFAULT_UID_MIN}. */
+export function parseUidMin(loginDefs: string): number {
+  for (const line of loginDefs.split("\n")) {
+    const m = /^\s*UID_MIN\s+(\S+)\s*$/.exec(line);
+    if (m) return /^\d{1,9}$/.test(m[1]) ? Number(m[1]) : DEFAULT_UID_MIN;
+  }
+  return DEFAULT_UID_MIN;
 }
 
 /** The clean environment of every command provisioning runs. */
@@ -191,5 +211,14 @@ export class RealHost implements Host {
 
   stat(path: string): Promise<PathInfo | null> {
     return lstatInfo(path);
+  }
+
+  async uidMin(): Promise<number> {
+    try {
+      return parseUidMin(await Deno.readTextFile(LOGIN_DEFS));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return DEFAULT_UID_MIN;
+      throw err;
+    }
   }
 }

@@ -4,7 +4,8 @@
  *
  * ```
  * provision --user <name> [--vt <n>] [--backend gnome-keyring|gopass|<command>]
- *           [--no-git-config] [--no-pam] [--root <dir>] [--deno-dir-from <dir>]
+ *           [--git-config | --no-git-config] [--pam | --no-pam] [--root <dir>]
+ *           [--deno-dir-from <dir>] [--allow-system-user]
  *           [--dry-run | --check | --uninstall [--purge]]
  * ```
  *
@@ -17,15 +18,20 @@
  *   while other users remain provisioned.
  * - `--root <dir>`: writes and checks system files under `<dir>` (images, tests). Users are
  *   real; the desktop user's own files go to her real home.
+ * - `--allow-system-user`: provisions a desktop user whose uid is below `UID_MIN` of
+ *   `/etc/login.defs` (default 1000), which is otherwise refused as a system account
+ *   (`messagebus`, `www-data`...); `--uninstall` needs no override.
  * - `--deno-dir-from <dir>`: fills the units' `DENO_DIR` from this pre-filled Deno cache (made by
  *   `DENO_DIR=<dir> deno install --frozen --entrypoint ...` on a machine with the npm registry)
  *   instead of downloading: for machines without network, and VM images.
  *
- * `--vt`, `--backend`, `--no-git-config` and `--no-pam` default to what the last run recorded
- * in `/etc/secrets-dispatcher/<user>/provision.json`, then to VT 8, gnome-keyring, on, on.
+ * `--vt`, `--backend`, `--[no-]git-config` and `--[no-]pam` default to what the last run
+ * recorded in `/etc/secrets-dispatcher/<user>/provision.json`, then to VT 8, gnome-keyring, on,
+ * on; an option given on the command line overrides the record (`--pam` after a run with
+ * `--no-pam` installs the hand-off, and the record says so from then on).
  *
  * Exit codes: 0 done / all checks pass; 1 a step failed, a check failed or needs manual
- * action; 2 usage or configuration error (not root, unknown user, bad option).
+ * action; 2 usage or configuration error (not root, unknown or system user, bad option).
  *
  * Permissions (`deno task provision`): see deno.json; runs only `useradd`, `usermod`,
  * `userdel`, `getent`, `runuser`, `chown`, `stat`, `install`, `systemctl`, `systemd-analyze`,
@@ -44,7 +50,7 @@ import {
   type Deployment,
   deployment,
 } from "../deploy/layout.ts";
-import { type Host, RealHost } from "./host.ts";
+import { type Host, LOGIN_DEFS, RealHost } from "./host.ts";
 import { NETWORK_ENV, sourceFiles } from "./install.ts";
 import { buildPlan, type Plan, type ProvisionRecord } from "./plan.ts";
 import { apply, check, dryRun, type Print, uninstall } from "./run.ts";
@@ -174,6 +180,8 @@ export interface CliOptions {
   uninstall?: boolean;
   /** `--deno-dir-from`: an absolute path to a pre-filled Deno cache. */
   denoDirFrom?: string;
+  /** `--allow-system-user`: accept a desktop user below `UID_MIN`. */
+  allowSystemUser?: boolean;
 }
 
 /**
@@ -201,6 +209,15 @@ export async function resolve(options: CliOptions, io: ProvisionIo): Promise<Res
   const record = await readRecord(host, options.user);
   const passwd = await host.getUser(options.user);
   if (passwd && passwd.uid === 0) throw new Error("refusing to provision root");
+  if (passwd && !options.uninstall && !options.allowSystemUser) {
+    const uidMin = await host.uidMin();
+    if (passwd.uid < uidMin) {
+      throw new Error(
+        `${options.user} has uid ${passwd.uid}, below UID_MIN ${uidMin} (${LOGIN_DEFS}): a system ` +
+          `account, not a desktop user; --allow-system-user provisions it anyway`,
+      );
+    }
+  }
   if (!passwd && !(options.uninstall && record)) {
     throw new Error(`no user ${options.user}: create the desktop user first`);
   }
@@ -242,6 +259,7 @@ export async function resolve(options: CliOptions, io: ProvisionIo): Promise<Res
     `--backend ${backendArg}`,
     gitConfig ? "" : "--no-git-config",
     pam ? "" : "--no-pam",
+    options.allowSystemUser ? "--allow-system-user" : "",
     root ? `--root ${root}` : "",
   ].filter(Boolean).join(" ");
   const header =
@@ -268,8 +286,27 @@ export async function main(args: string[], io: ProvisionIo = realIo): Promise<nu
       }),
     )
     .option("--backend <spec>", "gnome-keyring (default), gopass, or an absolute command line")
-    .option("--no-git-config", "do not set the user's git gpg.program")
-    .option("--no-pam", "do not install the PAM password hand-off")
+    // Both spellings: a recorded --no-git-config or --no-pam is undone with the positive one.
+    .option(
+      "--git-config",
+      "set the user's git gpg.program (the default; overrides a recorded --no-git-config)",
+    )
+    .option(
+      "--no-git-config",
+      "do not set the user's git gpg.program (later runs keep this until --git-config)",
+    )
+    .option(
+      "--pam",
+      "install the PAM password hand-off (the default; overrides a recorded --no-pam)",
+    )
+    .option(
+      "--no-pam",
+      "do not install the PAM password hand-off (later runs keep this until --pam)",
+    )
+    .option(
+      "--allow-system-user",
+      "accept a desktop user whose uid is below UID_MIN of /etc/login.defs (a system account)",
+    )
     .option("--root <dir>", "write system files under this prefix (images, tests)")
     .option(
       "--deno-dir-from <dir>",
@@ -323,6 +360,7 @@ export async function main(args: string[], io: ProvisionIo = realIo): Promise<nu
       root: opts.root,
       uninstall: opts.uninstall,
       denoDirFrom: opts.denoDirFrom,
+      allowSystemUser: opts.allowSystemUser,
     }, io);
   } catch (err) {
     io.print(`provision: ${(err as Error).message}`);

@@ -9,7 +9,8 @@ import { treeDiff as diff } from "./fake_host.ts";
 import assert from "node:assert/strict";
 import { FakeHost } from "./fake_host.ts";
 import { NETWORK_ENV } from "./install.ts";
-import { main, parseBackend, type ProvisionIo, SOURCE_DIR } from "./main.ts";
+import { GOPASS_CANDIDATES, main, parseBackend, type ProvisionIo, SOURCE_DIR } from "./main.ts";
+import { DEFAULT_UID_MIN, LOGIN_DEFS, parseUidMin } from "./host.ts";
 
 /** Directories every Debian root has; provisioning must leave them as it found them. */
 const SYSTEM_DIRS = [
@@ -297,6 +298,112 @@ Deno.test("--uninstall keeps machine-wide files while another user is provisione
   }
 });
 
+Deno.test("--pam and --git-config undo a recorded --no-pam and --no-git-config", async () => {
+  const w = await world();
+  const record = async () =>
+    JSON.parse(await Deno.readTextFile(`${w.root}/etc/secrets-dispatcher/alice/provision.json`));
+  const pamProfile = `${w.root}/usr/share/pam-configs/secrets-dispatcher`;
+  const gpgProgram = async () => {
+    const git = await new Deno.Command("git", {
+      args: ["config", "--global", "--get", "gpg.program"],
+      env: { HOME: w.home },
+      clearEnv: true,
+      stdout: "piped",
+    }).output();
+    return new TextDecoder().decode(git.stdout).trim();
+  };
+  try {
+    let r = await w.run("--no-pam", "--no-git-config");
+    assert.equal(r.code, 0, r.out.join("\n"));
+    assert.deepEqual([(await record()).pam, (await record()).gitConfig], [false, false]);
+    assert.equal(await w.host.stat(pamProfile), null);
+    assert.equal(await gpgProgram(), "");
+    // A run without them keeps what was recorded.
+    r = await w.run();
+    assert.equal(r.code, 0, r.out.join("\n"));
+    assert.deepEqual([(await record()).pam, (await record()).gitConfig], [false, false]);
+    assert.equal(await w.host.stat(pamProfile), null);
+    // The positive options override the record, and are recorded in turn.
+    r = await w.run("--pam", "--git-config");
+    assert.equal(r.code, 0, r.out.join("\n"));
+    assert.deepEqual([(await record()).pam, (await record()).gitConfig], [true, true]);
+    assert.equal((await w.host.stat(pamProfile))?.kind, "file");
+    assert.equal(
+      await gpgProgram(),
+      "/usr/local/lib/secrets-dispatcher/bin/secrets-dispatcher-gpg",
+    );
+    // One option at a time; the other keeps its record.
+    r = await w.run("--no-pam", "--dry-run");
+    assert.equal(r.code, 0, r.out.join("\n"));
+    assert.ok(!r.out.some((l) => l.includes("pam-auth-update")), "no PAM step in the plan");
+    assert.ok(r.out.some((l) => l.includes("gpg.program")), "the git step is still planned");
+    // --help shows both spellings.
+    r = await w.run("--help");
+    assert.equal(r.code, 0);
+    for (const o of ["--pam ", "--no-pam ", "--git-config ", "--no-git-config "]) {
+      assert.ok(r.out.some((l) => l.trimStart().startsWith(o)), `--help lists ${o}`);
+    }
+  } finally {
+    await Deno.remove(w.root, { recursive: true });
+    await Deno.remove(w.home, { recursive: true });
+  }
+});
+
+Deno.test("the fix --check suggests for the console's tty never loosens it", async () => {
+  const w = await world();
+  // stat(1) of the console's tty as the test sets it; everything else as it is.
+  let tty = "";
+  const exec = w.host.exec.bind(w.host);
+  w.host.exec = (cmd, args, options) =>
+    cmd === "stat" && args.at(-1) === "/dev/tty9"
+      ? Promise.resolve({ code: 0, stdout: `${tty}\n`, stderr: "" })
+      : exec(cmd, args, options);
+  /** The FAIL line of the tty item and the fix under it (null when it passes). */
+  const ttyCheck = async () => {
+    const r = await w.run("--check");
+    const i = r.out.findIndex((l) => /^(PASS|FAIL) {2}\/dev\/tty9:/.test(l));
+    assert.ok(i >= 0, r.out.join("\n"));
+    return r.out[i].startsWith("PASS") ? null : [r.out[i].replace(/^.*\): /, ""), r.out[i + 1]];
+  };
+  try {
+    // The reviewer's case: a tty that is root 0600 and alice in group tty. The fix takes her out
+    // of the group; it does not hand the tty to group tty with 0620.
+    tty = "0 0 600 character special file";
+    w.host.groups.set("tty", ["bob", "alice"]);
+    assert.deepEqual(await ttyCheck(), [
+      "alice is in group tty and can read the console's screen",
+      "      fix: gpasswd -d alice tty   # applies from alice's next login",
+    ]);
+    // A chmod only when others have access, and then one that only takes bits away.
+    tty = "0 5 666 character special file";
+    assert.deepEqual(await ttyCheck(), [
+      "/dev/tty9 is 0666: others have access",
+      "      fix: chmod o-rwx /dev/tty9",
+    ]);
+    // Another owner: a chown of the owner alone (group and mode stay).
+    tty = "4242 5 620 character special file";
+    assert.deepEqual(await ttyCheck(), [
+      "/dev/tty9 is owned by uid 4242, not root or secrets-alice",
+      "      fix: chown root /dev/tty9",
+    ]);
+    w.host.groups.set("tty", ["bob"]);
+    tty = "0 0 600 character special file";
+    assert.equal(await ttyCheck(), null);
+    // A real run names the same fix among what needs manual action.
+    w.host.groups.set("tty", ["alice"]);
+    const r = await w.run();
+    assert.equal(r.code, 1, r.out.join("\n"));
+    const manual = r.out.slice(r.out.indexOf("Provisioned, but these need manual action:"));
+    assert.deepEqual(manual.slice(2), [
+      "    fix: gpasswd -d alice tty   # applies from alice's next login",
+    ]);
+    assert.ok(!r.out.some((l) => /chmod 0620|chown root:tty/.test(l)));
+  } finally {
+    await Deno.remove(w.root, { recursive: true });
+    await Deno.remove(w.home, { recursive: true });
+  }
+});
+
 Deno.test("--deno-dir-from fills the DENO_DIR from a pre-filled cache, with no registry", async () => {
   const seeded = await world();
   const offline = await world();
@@ -336,7 +443,7 @@ Deno.test("--deno-dir-from fills the DENO_DIR from a pre-filled cache, with no r
   }
 });
 
-Deno.test("provision refuses bad command lines, non-root callers and unknown users", async () => {
+Deno.test("provision refuses bad command lines, non-root callers, unknown and system users", async () => {
   const w = await world();
   try {
     const code = (args: string[], io = w.io) => main(args, io);
@@ -356,9 +463,35 @@ Deno.test("provision refuses bad command lines, non-root callers and unknown use
     assert.ok(w.lines.some((l) => l.includes("must run as root")));
     w.host.addUser({ name: "toor", uid: 0, gid: 0, home: "/root", shell: "/bin/sh" });
     assert.equal(await code(["--user", "toor", "--root", w.root]), 2);
+    assert.equal(await code(["--user", "toor", "--root", w.root, "--allow-system-user"]), 2);
+    // A system account is no desktop user: below UID_MIN only with --allow-system-user.
+    w.host.addUser({ name: "messagebus", uid: 100, gid: 101, home: "/", shell: "/bin/false" });
+    w.lines.length = 0;
+    assert.equal(await code(["--user", "messagebus", "--root", w.root, "--dry-run"]), 2);
+    assert.deepEqual(w.lines, [
+      "provision: messagebus has uid 100, below UID_MIN 1000 (/etc/login.defs): a system " +
+      "account, not a desktop user; --allow-system-user provisions it anyway",
+    ]);
+    assert.equal(await code(["--user", "messagebus", "--root", w.root, "--check"]), 2);
+    assert.equal(await code(["--user", "messagebus", "--root", w.root]), 2);
+    w.host.loginUidMin = 500;
+    w.host.addUser({ name: "carol", uid: 499, gid: 499, home: "/", shell: "/bin/sh" });
+    assert.equal(await code(["--user", "carol", "--root", w.root, "--dry-run"]), 2);
+    assert.match(w.lines.at(-1)!, /carol has uid 499, below UID_MIN 500 /);
     // Nothing of the above changed anything.
     assert.equal(w.host.users.has("secrets-alice"), false);
     assert.deepEqual(w.host.log.filter((l) => !l.startsWith("systemctl")), []);
+    // With the override the plan is made for her (and the fix command keeps the override).
+    w.lines.length = 0;
+    const args = ["--user", "messagebus", "--root", w.root, "--allow-system-user"];
+    assert.equal(await code([...args, "--dry-run"]), 0, w.lines.join("\n"));
+    assert.match(
+      w.lines[0],
+      /provisioning of messagebus \(uid 100\): companion secrets-messagebus/,
+    );
+    w.lines.length = 0;
+    assert.equal(await code([...args, "--check"]), 1);
+    assert.ok(w.lines.some((l) => l.endsWith(`--allow-system-user --root ${w.root}`)));
   } finally {
     await Deno.remove(w.root, { recursive: true });
     await Deno.remove(w.home, { recursive: true });
@@ -381,4 +514,34 @@ Deno.test("--backend spellings", async () => {
     argv: ["/opt/kp/bin/kpss", "--flag"],
   });
   await assert.rejects(() => parseBackend("keepassxc", none), /absolute command/);
+});
+
+/** The paths of one `--allow-<name>=` flag of the `deno task provision` command line. */
+async function provisionTaskPaths(name: "read" | "write" | "run"): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${SOURCE_DIR}/deno.json`));
+  const words = (config.tasks.provision as string).split(/\s+/);
+  const flag = words.find((w) => w.startsWith(`--allow-${name}=`));
+  assert.ok(flag, `the provision task has --allow-${name}=`);
+  return flag.slice(`--allow-${name}=`.length).split(",");
+}
+
+/** Whether Deno's `--allow-read` list `allowed` covers the absolute path `path`. */
+function covers(allowed: string[], path: string): boolean {
+  return allowed.some((a) => a.startsWith("/") && (path === a || path.startsWith(`${a}/`)));
+}
+
+Deno.test("the provision task may read the gopass paths and login.defs it looks at", async () => {
+  // Without them `--backend gopass` died with "Requires read access to ...", even in --dry-run.
+  const read = await provisionTaskPaths("read");
+  for (const p of [...GOPASS_CANDIDATES, LOGIN_DEFS]) {
+    assert.ok(covers(read, p), `--allow-read lacks ${p}`);
+  }
+});
+
+Deno.test("UID_MIN from login.defs", () => {
+  assert.equal(parseUidMin("# UID_MIN 5\nUID_MIN\t\t\t 1000\nUID_MAX\t\t\t60000\n"), 1000);
+  assert.equal(parseUidMin("  UID_MIN 500\nUID_MIN 700\n"), 500);
+  assert.equal(parseUidMin("SYS_UID_MIN 100\n#UID_MIN 10\n"), DEFAULT_UID_MIN);
+  assert.equal(parseUidMin("UID_MIN lots\n"), DEFAULT_UID_MIN);
+  assert.equal(DEFAULT_UID_MIN, 1000);
 });

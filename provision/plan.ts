@@ -280,18 +280,31 @@ function ttyStep(host: Host, d: Deployment): Step {
       `${d.tty}: no access for others; ${d.user} not in group tty (which reads /dev/vcs${d.vt})`,
     actions: [],
     checkOnly: true,
-    fix: `chown root:tty ${d.tty} && chmod 0620 ${d.tty}; gpasswd -d ${d.user} tty`,
+    // Every fix only takes access away: never a chown to group tty or a chmod that adds bits
+    // (a tty that is root 0600 stays so).
+    fix: `chown root ${d.tty}; chmod o-rwx ${d.tty}; gpasswd -d ${d.user} tty`,
     async check() {
+      const otherVt = "provision again with --vt <n> of a VT this machine has (ls /dev/tty[0-9]*)";
       const info = await deviceInfo(host, d.tty);
-      if (info === null) return fail(`${d.tty} does not exist (no VT ${d.vt} on this machine)`);
-      if (info.kind !== "char") return fail(`${d.tty} is a ${info.kind}`);
+      if (info === null) {
+        return fail(`${d.tty} does not exist (no VT ${d.vt} on this machine)`, otherVt);
+      }
+      if (info.kind !== "char") return fail(`${d.tty} is a ${info.kind}`, otherVt);
       const companion = await host.getUser(d.companion);
       if (info.uid !== 0 && info.uid !== companion?.uid) {
-        return fail(`${d.tty} is owned by uid ${info.uid}, not root or ${d.companion}`);
+        return fail(
+          `${d.tty} is owned by uid ${info.uid}, not root or ${d.companion}`,
+          `chown root ${d.tty}`,
+        );
       }
-      if (info.mode & 0o007) return fail(`${d.tty} is ${octal(info.mode)}: others have access`);
+      if (info.mode & 0o007) {
+        return fail(`${d.tty} is ${octal(info.mode)}: others have access`, `chmod o-rwx ${d.tty}`);
+      }
       if ((await host.groupMembers("tty")).includes(d.user)) {
-        return fail(`${d.user} is in group tty and can read the console's screen`);
+        return fail(
+          `${d.user} is in group tty and can read the console's screen`,
+          `gpasswd -d ${d.user} tty   # applies from ${d.user}'s next login`,
+        );
       }
       return pass(`${info.uid}:${info.gid} ${octal(info.mode)}`);
     },

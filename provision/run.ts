@@ -80,7 +80,7 @@ export async function check(
     } else {
       failed++;
       options.print(`FAIL  ${s.title}: ${st.reason}`);
-      options.print(`      fix: ${s.fix ?? options.fixCommand}`);
+      options.print(`      fix: ${st.fix ?? s.fix ?? options.fixCommand}`);
     }
   }
   options.print(failed ? `${failed} check(s) failed` : "all checks passed");
@@ -100,7 +100,7 @@ export async function apply(
 ): Promise<number> {
   for (const l of renderPlan(plan, options.header)) options.print(l);
   options.print("");
-  const manual: { step: Step; reason: string }[] = [];
+  const manual: { step: Step; reason: string; fix?: string }[] = [];
   for (const [i, s] of plan.steps.entries()) {
     const n = String(i + 1).padStart(2);
     const before = await safeCheck(s);
@@ -114,7 +114,7 @@ export async function apply(
     }
     if (s.checkOnly) {
       options.print(`${n}. NEEDS MANUAL ACTION: ${before.reason}`);
-      manual.push({ step: s, reason: before.reason });
+      manual.push({ step: s, reason: before.reason, fix: before.fix ?? s.fix });
       continue;
     }
     try {
@@ -135,7 +135,7 @@ export async function apply(
     options.print("Provisioned, but these need manual action:");
     for (const m of manual) {
       options.print(
-        `  ${m.step.title}: ${m.reason}${m.step.fix ? `\n    fix: ${m.step.fix}` : ""}`,
+        `  ${m.step.title}: ${m.reason}${m.fix ? `\n    fix: ${m.fix}` : ""}`,
       );
     }
     return 1;

@@ -10,7 +10,7 @@
 /** Result of a check. */
 export type Status =
   | { status: "pass"; note?: string }
-  | { status: "fail"; reason: string }
+  | { status: "fail"; reason: string; fix?: string }
   | { status: "skip"; reason: string };
 
 /** A passing check, with an optional note. */
@@ -18,9 +18,14 @@ export function pass(note?: string): Status {
   return note === undefined ? { status: "pass" } : { status: "pass", note };
 }
 
-/** A failing check and why. */
-export function fail(reason: string): Status {
-  return { status: "fail", reason };
+/**
+ * A failing check and why.
+ *
+ * @param fix the command that fixes this very failure, when it differs from the step's own
+ *   {@link Step.fix} (a check that fails in several ways may need several fixes)
+ */
+export function fail(reason: string, fix?: string): Status {
+  return fix === undefined ? { status: "fail", reason } : { status: "fail", reason, fix };
 }
 
 /** A check that cannot be made here, and why. */
@@ -54,7 +59,10 @@ export interface Step {
    * tty's owner); `fix` then tells the human what to do.
    */
   checkOnly: boolean;
-  /** The command that fixes a failing check, when it is not "run provision again". */
+  /**
+   * The command that fixes a failing check, when it is not "run provision again"; a failing
+   * check's own `fix` ({@link fail}) takes precedence.
+   */
   fix?: string;
   /** Reads the system; never changes it. */
   check(): Promise<Status>;

@@ -143,6 +143,14 @@ Deno.test({
       const pristine = await snapshot(root);
       const pristineHome = await snapshot(home);
 
+      await t.step("--backend gopass --dry-run with the task's own flags", async () => {
+        // The task may look for gopass-secret-service where provisioning looks for it.
+        const dry = await provision(root, "--backend", "gopass", "--dry-run");
+        assert.equal(dry.code, 0, dry.out.join("\n"));
+        assert.match(dry.out[0], /backend \/usr(\/local)?\/bin\/gopass-secret-service,/);
+        assert.deepEqual(diff(pristine, await snapshot(root)), []);
+      });
+
       await t.step(
         "provision with the task's own flags, then --check: PASS or SKIP, no FAIL",
         async () => {

@@ -1,6 +1,7 @@
 /**
  * `sudo deno task provision --user alice`: sets up secrets-dispatcher for one desktop user, as
- * root, non-interactively.
+ * root, non-interactively: the only question it ever asks is the user, when `--user` is missing
+ * and stdin is a terminal (every other choice has a default or the recorded value).
  *
  * ```
  * provision --user <name> [--vt <n>] [--backend gnome-keyring|gopass|<command>]
@@ -118,6 +119,11 @@ export interface ProvisionIo {
   sourceDir: string;
   /** An environment variable of the caller (proxies and CAs for `deno install`), if allowed. */
   env(name: string): string | undefined;
+  /**
+   * Asks the person at the terminal for a missing choice (the line typed, trimmed), or null when
+   * there is no terminal (stdin not a tty): provisioning then never waits for input.
+   */
+  ask?(question: string): string | null;
 }
 
 /** The real io. */
@@ -133,6 +139,10 @@ export const realIo: ProvisionIo = {
     } catch {
       return undefined;
     }
+  },
+  ask: (question) => {
+    if (!Deno.stdin.isTerminal()) return null;
+    return prompt(question)?.trim() ?? null;
   },
 };
 
@@ -277,7 +287,7 @@ export async function resolve(options: CliOptions, io: ProvisionIo): Promise<Res
 export async function main(args: string[], io: ProvisionIo = realIo): Promise<number> {
   const program = new Command("provision")
     .description("set up secrets-dispatcher for one desktop user (as root)")
-    .requiredOption("--user <name>", "the desktop user (must exist)")
+    .option("--user <name>", "the desktop user (must exist; asked for when missing on a terminal)")
     .addOption(
       new Option("--vt <n>", "VT of the approval console (7..63; default 8)").argParser((v) => {
         const n = Number(v);
@@ -333,6 +343,15 @@ export async function main(args: string[], io: ProvisionIo = realIo): Promise<nu
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     throw err;
+  }
+  if (opts.user === undefined) {
+    // The one choice without a default: asked for only when a person is at a terminal.
+    const answer = io.ask?.("desktop user to provision (--user):") ?? null;
+    if (!answer) {
+      io.print("provision: --user <name> is required (no terminal to ask on, or no answer)");
+      return EXIT_USAGE;
+    }
+    opts.user = answer;
   }
   const modes = [opts.dryRun && !opts.uninstall, opts.check, opts.uninstall].filter(Boolean);
   if (modes.length > 1) {

@@ -498,6 +498,37 @@ Deno.test("provision refuses bad command lines, non-root callers, unknown and sy
   }
 });
 
+Deno.test("a missing --user is asked for only when there is a terminal", async () => {
+  const w = await world();
+  try {
+    const asked: string[] = [];
+    const args = ["--vt", "9", "--root", w.root, "--dry-run"];
+    // No terminal (no ask, or ask answers null): a usage error, nothing waits for input.
+    assert.equal(await main(args, w.io), 2);
+    assert.ok(w.lines.some((l) => l.includes("--user <name> is required")));
+    assert.equal(await main(args, { ...w.io, ask: () => null }), 2);
+    // A person at the terminal names the user: the plan is for her.
+    w.lines.length = 0;
+    const io = {
+      ...w.io,
+      ask: (q: string) => {
+        asked.push(q);
+        return "alice";
+      },
+    };
+    assert.equal(await main(args, io), 0, w.lines.join("\n"));
+    assert.deepEqual(asked, ["desktop user to provision (--user):"]);
+    assert.ok(w.lines.some((l) => l.includes("provisioning of alice")));
+    // Given on the command line, nothing is asked.
+    asked.length = 0;
+    assert.equal(await main(["--user", "alice", ...args], io), 0);
+    assert.deepEqual(asked, []);
+  } finally {
+    await Deno.remove(w.root, { recursive: true });
+    await Deno.remove(w.home, { recursive: true });
+  }
+});
+
 Deno.test("--backend spellings", async () => {
   const none = () => Promise.resolve(false);
   assert.deepEqual((await parseBackend("gnome-keyring", none)).argv, [

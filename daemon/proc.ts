@@ -13,6 +13,12 @@ export interface ProcessInfo {
   cmdline: string[] | null;
   /** Its executable, or null when it cannot be read (another uid's `/proc/<pid>/exe`). */
   exe: string | null;
+  /**
+   * When it started, as `ps -o lstart` shows it (`Mon Nov 30 06:50:01 2026`, seconds, LC_ALL=C),
+   * or null when unknown. With the pid it names one process: a later process that gets the same
+   * pid (pids are reused) started later.
+   */
+  started: string | null;
 }
 
 /** Reads facts about a process; replaceable in tests. */
@@ -31,7 +37,7 @@ export function psProcReader(ps = "/usr/bin/ps"): ProcReader {
       if (!Number.isSafeInteger(pid) || pid <= 0) return null;
       try {
         const out = await new Deno.Command(ps, {
-          args: ["-ww", "-o", "uid=", "-o", "args=", "-p", String(pid)],
+          args: ["-ww", "-o", "uid=", "-o", "lstart=", "-o", "args=", "-p", String(pid)],
           env: { LC_ALL: "C" },
           clearEnv: true,
           stdin: "null",
@@ -39,9 +45,17 @@ export function psProcReader(ps = "/usr/bin/ps"): ProcReader {
           stderr: "null",
         }).output();
         if (!out.success) return null;
-        const m = new TextDecoder().decode(out.stdout).match(/^\s*(\d+)\s+(.*)$/s);
+        // uid, then lstart (always five fields in the C locale), then the arguments.
+        const m = new TextDecoder().decode(out.stdout).match(
+          /^\s*(\d+)\s+(\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}) (.*)$/s,
+        );
         if (!m) return null;
-        return { uid: Number(m[1]), cmdline: [m[2].replace(/\n$/, "")], exe: null };
+        return {
+          uid: Number(m[1]),
+          cmdline: [m[3].replace(/\n$/, "")],
+          exe: null,
+          started: m[2].replace(/ +/g, " "),
+        };
       } catch {
         return null;
       }

@@ -118,12 +118,13 @@ export interface Submission {
  */
 export interface RuleFacts {
   /**
-   * The desktop program behind a secret request, as the daemon saw it with `ps` (pid and command
-   * line), or null when the caller's report did not match what the daemon sees. It is only
+   * The desktop program behind a secret request, as the daemon saw it with `ps` (pid, command
+   * line, and start time as `ps -o lstart` shows it, so that a later process reusing the pid is
+   * another program), or null when the caller's report did not match what the daemon sees. It is only
    * consistent with `ps`: any process of the desktop user can name any pid of that user in a
    * report, so this alone never identifies who asks.
    */
-  client?: { pid: number; cmdline: string } | null;
+  client?: { pid: number; cmdline: string; started?: string | null } | null;
   /** Secret requests: the items concerned. */
   items?: string[];
   /** Signing: the key's fingerprint. */
@@ -152,8 +153,8 @@ interface Rule {
   view: RuleView;
   kind: RequestKind;
   callerUid: number;
-  /** read grants and secret deny rules: the program. */
-  client?: { pid: number; cmdline: string } | null;
+  /** read grants and secret deny rules: the program (with its start time: pids are reused). */
+  client?: { pid: number; cmdline: string; started?: string | null } | null;
   /**
    * read grants: the verified connection that sent the request the grant was made from (unique
    * bus name, uid and pid from the bus), normally the desktop agent's.
@@ -595,7 +596,9 @@ export class RequestManager {
       (r.client ?? null) === null
         ? (f.client ?? null) === null
         : f.client != null && f.client.pid === r.client!.pid &&
-          f.client.cmdline === r.client!.cmdline;
+          f.client.cmdline === r.client!.cmdline &&
+          // A later process that got the same pid (pids are reused) started later.
+          (f.client.started ?? null) === (r.client!.started ?? null);
     // The verified sender, not the report: a process calling the daemon itself with a copy of
     // the agent's report is another connection (and another pid) than the one granted.
     const sameConnection = (r: Rule) =>

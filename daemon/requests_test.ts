@@ -259,7 +259,10 @@ Deno.test("rebase grant: another key, or a payload while one is signing, is not 
 
 function secretSubmit(
   m: RequestManager,
-  facts: { client: { pid: number; cmdline: string } | null; items: string[] },
+  facts: {
+    client: { pid: number; cmdline: string; started?: string | null } | null;
+    items: string[];
+  },
   caller: VerifiedCaller = CALLER,
 ) {
   return m.submit({
@@ -275,7 +278,11 @@ function secretSubmit(
 
 Deno.test("read grant: this program may read these items for N minutes", async () => {
   const { m, clock, history } = setup();
-  const client = { pid: 4242, cmdline: "secret-tool lookup service mail" };
+  const client = {
+    pid: 4242,
+    cmdline: "secret-tool lookup service mail",
+    started: "Mon Nov 30 06:50:01 2026",
+  };
   const items = ["/org/freedesktop/secrets/collection/login/1", "/org/x/2"];
   const first = await secretSubmit(m, { client, items });
   const rule = m.approveWithGrant(first, m.get(first).digest, { minutes: 2 });
@@ -292,6 +299,8 @@ Deno.test("read grant: this program may read these items for N minutes", async (
     const facts of [
       { client: { ...client, pid: 4243 }, items },
       { client: { ...client, cmdline: "secret-tool lookup service bank" }, items },
+      // The program exited and another process got its pid, with the same command line.
+      { client: { ...client, started: "Mon Nov 30 06:51:40 2026" }, items },
       { client, items: ["/org/x/3"] },
       { client: null, items },
     ]

@@ -386,7 +386,11 @@ export class SecretRequests {
         // the program as ps confirmed the report, and (read grants, in the manager) the verified
         // connection that sent the request, which a copied report cannot forge.
         client: clientCheck.consistent && clientCheck.pid !== null && clientCheck.cmdline
-          ? { pid: clientCheck.pid, cmdline: clientCheck.cmdline.join(" ") }
+          ? {
+            pid: clientCheck.pid,
+            cmdline: clientCheck.cmdline.join(" "),
+            started: clientCheck.started,
+          }
           : null,
         items: secret.items.map((i) => i.path),
       },
@@ -404,14 +408,22 @@ export class SecretRequests {
     this.#manager.checkCapacity(limitKey(asker));
   }
 
-  async #check(client: ClientReport): Promise<ClientCheck> {
-    if (client.pid === null) return { pid: null, uid: null, cmdline: null, consistent: false };
+  /** The report checked against ps; `started` (ps lstart) stays in the daemon, for grant keys. */
+  async #check(client: ClientReport): Promise<ClientCheck & { started: string | null }> {
+    const none = { uid: null, cmdline: null, consistent: false, started: null };
+    if (client.pid === null) return { pid: null, ...none };
     const info = await this.#proc.info(client.pid);
-    if (!info) return { pid: client.pid, uid: null, cmdline: null, consistent: false };
+    if (!info) return { pid: client.pid, ...none };
     const consistent = info.uid === this.#clientUid && client.cmdline !== null &&
       info.cmdline !== null && !client.cmdlineCut &&
       info.cmdline.join(" ") === psArgs(client.cmdline);
-    return { pid: client.pid, uid: info.uid, cmdline: info.cmdline, consistent };
+    return {
+      pid: client.pid,
+      uid: info.uid,
+      cmdline: info.cmdline,
+      consistent,
+      started: info.started,
+    };
   }
 
   /**

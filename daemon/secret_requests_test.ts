@@ -32,7 +32,9 @@ function client(n = 1, cmdline = ["secret-tool", "lookup", "k", "v"]): ClientRep
 const proc: ProcReader = {
   info: (pid) =>
     Promise.resolve(
-      pid >= 4000 ? { uid: 1000, cmdline: ["secret-tool lookup k v"], exe: null } : null,
+      pid >= 4000
+        ? { uid: 1000, cmdline: ["secret-tool lookup k v"], exe: null, started: null }
+        : null,
     ),
 };
 

@@ -65,6 +65,11 @@ export async function claimDemoDir(dir: string): Promise<Deno.FsFile> {
     );
   }
   const marker = `${dir}/${DEMO_MARKER}`;
+  const existing = await Deno.lstat(marker).catch(() => null);
+  if (existing !== null && !existing.isFile) {
+    // A symlink here would have the demo truncate and write whatever it points to.
+    throw new Error(`${marker} is not a plain file: remove it, or use another SD_DEMO_DIR`);
+  }
   const lock = await Deno.open(marker, { read: true, write: true, create: true, mode: 0o600 });
   try {
     if (!(await lock.tryLock(true))) {

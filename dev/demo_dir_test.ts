@@ -135,3 +135,17 @@ lock.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a demo.lock that is a symlink is refused; its target is left as it was", async () => {
+  const base = await Deno.makeTempDir({ prefix: "sd-demo-dir-test-" });
+  try {
+    const dir = `${base}/demo`;
+    await Deno.mkdir(dir);
+    await Deno.writeTextFile(`${base}/precious`, "keep me\n");
+    await Deno.symlink(`${base}/precious`, `${dir}/demo.lock`);
+    await assert.rejects(claimDemoDir(dir), /demo\.lock is not a plain file/);
+    assert.equal(await Deno.readTextFile(`${base}/precious`), "keep me\n");
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});

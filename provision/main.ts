@@ -66,6 +66,9 @@ export const EXIT_USAGE = 2;
 /** The repository (source tree) this file belongs to. */
 export const SOURCE_DIR = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
+/** The kernel's overflow uid, `nobody` on Debian: never a desktop user. */
+export const OVERFLOW_UID = 65534;
+
 /** Default console VT. */
 export const DEFAULT_VT = 8;
 
@@ -221,9 +224,14 @@ export async function resolve(options: CliOptions, io: ProvisionIo): Promise<Res
   if (passwd && passwd.uid === 0) throw new Error("refusing to provision root");
   if (passwd && !options.uninstall && !options.allowSystemUser) {
     const uidMin = await host.uidMin();
-    if (passwd.uid < uidMin) {
+    // 65534 is the overflow uid (nobody): above UID_MIN, yet nobody's desktop.
+    if (passwd.uid < uidMin || passwd.uid === OVERFLOW_UID) {
       throw new Error(
-        `${options.user} has uid ${passwd.uid}, below UID_MIN ${uidMin} (${LOGIN_DEFS}): a system ` +
+        `${options.user} has uid ${passwd.uid}, ${
+          passwd.uid === OVERFLOW_UID
+            ? "the overflow uid"
+            : `below UID_MIN ${uidMin} (${LOGIN_DEFS})`
+        }: a system ` +
           `account, not a desktop user; --allow-system-user provisions it anyway`,
       );
     }

@@ -478,6 +478,9 @@ Deno.test("provision refuses bad command lines, non-root callers, unknown and sy
     w.host.addUser({ name: "carol", uid: 499, gid: 499, home: "/", shell: "/bin/sh" });
     assert.equal(await code(["--user", "carol", "--root", w.root, "--dry-run"]), 2);
     assert.match(w.lines.at(-1)!, /carol has uid 499, below UID_MIN 500 /);
+    w.host.addUser({ name: "nobody", uid: 65534, gid: 65534, home: "/", shell: "/bin/false" });
+    assert.equal(await code(["--user", "nobody", "--root", w.root, "--dry-run"]), 2);
+    assert.match(w.lines.at(-1)!, /nobody has uid 65534, the overflow uid: a system account/);
     // Nothing of the above changed anything.
     assert.equal(w.host.users.has("secrets-alice"), false);
     assert.deepEqual(w.host.log.filter((l) => !l.startsWith("systemctl")), []);

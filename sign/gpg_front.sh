@@ -9,7 +9,8 @@
 #
 # Lifetime: a small watcher polls once a second whether git (this script's parent) or this script
 # went away; then it stops the signer, whose request is withdrawn, and cleans up. Nothing is
-# left running or in the temp dir.
+# left running or in the temp dir (unless the front and its watcher are both SIGKILLed: then an
+# empty temp dir stays; the request is still withdrawn by the signer itself).
 #
 # Environment: SD_GPG (local gpg, default /usr/bin/gpg), SD_DENO (deno, default from PATH),
 # DBUS_SYSTEM_BUS_ADDRESS, SD_DISPATCHER_UID (for tests), TMPDIR.

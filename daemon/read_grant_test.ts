@@ -6,20 +6,14 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { startTestBus } from "../console/test_support.ts";
-import { Bus } from "../lib/dbus.ts";
 import {
   DispatcherClient,
   type PendingRequest,
   RequestRefusedError,
 } from "../lib/dispatcher_client.ts";
 import { type ClientReport, Errors } from "../lib/protocol.ts";
-import { MEMORY_LOGIN, MemoryBackend } from "./memory_backend.ts";
 import { psProcReader } from "./proc.ts";
-import { RequestManager } from "./requests.ts";
-import { SecretRequests } from "./secret_requests.ts";
-import { DispatcherService } from "./system_service.ts";
-import { FakeGpg, MemoryHistory } from "./test_support.ts";
+import { dispatcherStack } from "./test_support.ts";
 
 const UID = Deno.uid()!;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -27,28 +21,8 @@ const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
 async function setup() {
-  const bus = await startTestBus();
-  const daemonBus = await Bus.connect(bus.address);
-  const backend = new MemoryBackend();
-  const item = await backend.createItem(MEMORY_LOGIN, {
-    label: "mail password",
-    attributes: { service: "mail" },
-    secret: { value: enc("hunter2"), contentType: "text/plain" },
-    replace: false,
-  });
-  const history = new MemoryHistory();
-  const services: { dispatcher?: DispatcherService } = {};
-  const manager = new RequestManager({
-    gpg: new FakeGpg(),
-    history,
-    onChanged: (view) => services.dispatcher?.changed(view),
-    onCompleted: (id, requester, c) => services.dispatcher?.complete(id, requester, c),
-  });
   const proc = psProcReader();
-  const secrets = new SecretRequests(backend, { manager, clientUid: UID, proc });
-  const dispatcher = new DispatcherService(daemonBus, manager, { clientUid: UID, proc, secrets });
-  services.dispatcher = dispatcher;
-  await dispatcher.start();
+  const t = await dispatcherStack({ proc, clientUid: UID });
   // The program the grant is for: a real process of this uid.
   const victim = new Deno.Command("sleep", {
     args: ["300"],
@@ -66,28 +40,19 @@ async function setup() {
     cmdline: seen!.cmdline![0].split(" "),
     cwd: "/",
   };
-  const clients: { close(): void }[] = [];
-  const connect = async () => {
-    const c = await DispatcherClient.connect({ address: bus.address, uid: UID, timeoutMs: 3000 });
-    clients.push(c);
-    return c;
-  };
   return {
-    bus,
-    manager,
-    history,
-    item,
+    bus: t.bus,
+    manager: t.manager,
+    history: t.history,
+    item: t.item,
     report,
-    connect,
+    connect: t.connect,
     /** Entries of request `id` in the history. */
-    historyOf: (id: string) => history.entries.filter((e) => e.id === id),
+    historyOf: (id: string) => t.history.entries.filter((e) => e.id === id),
     async stop() {
-      for (const c of clients) c.close();
-      manager.shutdown("test over");
-      daemonBus.close();
       victim.kill();
       await victim.status;
-      await bus.stop();
+      await t.stop();
     },
   };
 }

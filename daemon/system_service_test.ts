@@ -3,9 +3,8 @@
 // leave. The daemon's DispatcherService and the real DispatcherClient on a private bus.
 
 import assert from "node:assert/strict";
-import { startTestBus } from "../console/test_support.ts";
 import { Bus, type Message, MessageType } from "../lib/dbus.ts";
-import { DispatcherClient, RequestRefusedError } from "../lib/dispatcher_client.ts";
+import { RequestRefusedError } from "../lib/dispatcher_client.ts";
 import {
   type ClientReport,
   DISPATCHER_IFACE,
@@ -14,11 +13,8 @@ import {
   type PendingSummary,
 } from "../lib/protocol.ts";
 import { pendingSummary } from "./announce.ts";
-import { MEMORY_LOGIN, MemoryBackend } from "./memory_backend.ts";
-import { RequestManager } from "./requests.ts";
-import { SecretRequests } from "./secret_requests.ts";
-import { DispatcherService } from "./system_service.ts";
-import { FakeGpg, MemoryHistory } from "./test_support.ts";
+import { MEMORY_LOGIN } from "./memory_backend.ts";
+import { dispatcherStack } from "./test_support.ts";
 
 const UID = Deno.uid()!;
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -63,56 +59,7 @@ async function until(what: string, check: () => boolean, ms = 5000): Promise<voi
   }
 }
 
-async function setup() {
-  const bus = await startTestBus();
-  const daemonBus = await Bus.connect(bus.address);
-  const backend = new MemoryBackend();
-  const item = await backend.createItem(MEMORY_LOGIN, {
-    label: "mail password",
-    attributes: { service: "mail" },
-    secret: { value: enc("hunter2"), contentType: "text/plain" },
-    replace: false,
-  });
-  const services: { dispatcher?: DispatcherService } = {};
-  const manager = new RequestManager({
-    gpg: new FakeGpg(),
-    history: new MemoryHistory(),
-    onChanged: (view) => services.dispatcher?.changed(view),
-    onCompleted: (id, requester, c) => services.dispatcher?.complete(id, requester, c),
-  });
-  const proc = { info: () => Promise.resolve(null) };
-  const log: string[] = [];
-  const secrets = new SecretRequests(backend, { manager, clientUid: UID, proc });
-  const dispatcher = new DispatcherService(daemonBus, manager, {
-    clientUid: UID,
-    proc,
-    secrets,
-    log: (l) => log.push(l),
-  });
-  services.dispatcher = dispatcher;
-  await dispatcher.start();
-  const clients: { close(): void }[] = [];
-  const connect = async () => {
-    const c = await DispatcherClient.connect({ address: bus.address, uid: UID, timeoutMs: 3000 });
-    clients.push(c);
-    return c;
-  };
-  return {
-    bus,
-    manager,
-    dispatcher,
-    item,
-    log,
-    connect,
-    clients,
-    async stop() {
-      for (const c of clients) c.close();
-      manager.shutdown("test over");
-      daemonBus.close();
-      await bus.stop();
-    },
-  };
-}
+const setup = () => dispatcherStack({ clientUid: UID });
 
 Deno.test("subscribers hear of pending and ended requests, unicast; ListPending; DenyOwn only denies", async () => {
   const t = await setup();

@@ -9,6 +9,7 @@
  */
 
 import { denoArgs, type Paths } from "../deploy/permissions.ts";
+import { Bus } from "../lib/dbus.ts";
 import { type BusInfo, denoDir, ROOT, type SignStack, signStack, waitFor } from "./harness.ts";
 import {
   type NotificationEvent,
@@ -196,5 +197,22 @@ export async function secretStack(
     notifications?.stop();
     await s.close();
     throw err;
+  }
+}
+
+/** Locks the store's login collection, as its own timeout or tools would. */
+export async function lockStore(s: SecretStack): Promise<void> {
+  const bus = await Bus.connect(s.companionBus.address);
+  try {
+    await bus.call({
+      destination: "org.freedesktop.secrets",
+      path: "/org/freedesktop/secrets",
+      interface: "org.freedesktop.Secret.Service",
+      member: "Lock",
+      signature: "ao",
+      body: [["/org/freedesktop/secrets/collection/login"]],
+    });
+  } finally {
+    bus.close();
   }
 }

@@ -20,10 +20,14 @@
  */
 
 import assert from "node:assert/strict";
-import { DEMO_KEYRING_PASSWORD, type SecretStack, secretStack } from "../dev/secret_stack.ts";
+import {
+  DEMO_KEYRING_PASSWORD,
+  lockStore,
+  type SecretStack,
+  secretStack,
+} from "../dev/secret_stack.ts";
 import { type PtyConsole, startConsoleOnPty } from "../dev/console_pty.ts";
 import { approvalCode } from "../console/approval_code.ts";
-import { Bus } from "../lib/dbus.ts";
 import { DispatcherClient } from "../lib/dispatcher_client.ts";
 import { DEFAULT_METADATA_TTL_MS } from "../agent/cached_port.ts";
 import type { RequestView } from "../lib/protocol.ts";
@@ -33,23 +37,6 @@ const WRONG = "not the keyring password";
 
 function secretTool(s: SecretStack, args: string[], stdin?: string) {
   return exec("secret-tool", args, { env: s.clientEnv, stdin, timeoutMs: 60_000 });
-}
-
-/** Locks the store's login collection, as its own timeout or tools would. */
-async function lockStore(s: SecretStack): Promise<void> {
-  const bus = await Bus.connect(s.companionBus.address);
-  try {
-    await bus.call({
-      destination: "org.freedesktop.secrets",
-      path: "/org/freedesktop/secrets",
-      interface: "org.freedesktop.Secret.Service",
-      member: "Lock",
-      signature: "ao",
-      body: [["/org/freedesktop/secrets/collection/login"]],
-    });
-  } finally {
-    bus.close();
-  }
 }
 
 /** The first pending request, once there is one. */

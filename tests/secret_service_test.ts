@@ -8,10 +8,14 @@
 import assert from "node:assert/strict";
 import type { RequestView } from "../lib/protocol.ts";
 import { Approver, type Decide, exec, waitForHistory } from "./support.ts";
-import { DEMO_KEYRING_PASSWORD, type SecretStack, secretStack } from "../dev/secret_stack.ts";
+import {
+  DEMO_KEYRING_PASSWORD,
+  lockStore,
+  type SecretStack,
+  secretStack,
+} from "../dev/secret_stack.ts";
 import { ROOT } from "../dev/harness.ts";
 import { denoArgs, type Paths } from "../deploy/permissions.ts";
-import { Bus } from "../lib/dbus.ts";
 
 const approveAll: Decide = () => "approve";
 const denyAll: Decide = () => "deny";
@@ -314,19 +318,7 @@ Deno.test("a locked store: clear errors at once; ctl unlock with the right passw
     try {
       assert.equal((await secretTool(s, ["store", "--label=L", "k", "locked"], "kept")).code, 0);
       // Lock the store the way a user or a timeout would.
-      const bus = await Bus.connect(s.companionBus.address);
-      try {
-        await bus.call({
-          destination: "org.freedesktop.secrets",
-          path: "/org/freedesktop/secrets",
-          interface: "org.freedesktop.Secret.Service",
-          member: "Lock",
-          signature: "ao",
-          body: [["/org/freedesktop/secrets/collection/login"]],
-        });
-      } finally {
-        bus.close();
-      }
+      await lockStore(s);
       assert.equal((await s.admin.status()).state, "locked");
       const t0 = Date.now();
       const locked = await secretTool(s, ["lookup", "k", "locked"]);

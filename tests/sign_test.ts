@@ -45,6 +45,21 @@ async function leftovers(s: SignStack, tmp: string): Promise<string[]> {
   );
 }
 
+/** The request `id` left the pending list as cancelled; no process and no file of it is left. */
+async function assertWithdrawnAndClean(s: SignStack, id: string, tmp: string): Promise<void> {
+  assert.ok(
+    await eventually(async () => (await s.admin.list()).length === 0),
+    "the request left the pending list",
+  );
+  await waitForHistory(s.admin, (e) => e.id === id && e.event === "cancelled");
+  let left: string[] = [];
+  assert.ok(
+    await eventually(async () => (left = await leftovers(s, tmp)).length === 0),
+    `left running:\n${left.join("\n")}`,
+  );
+  assert.deepEqual(await entries(tmp), []);
+}
+
 /** Spawns `git commit -S` in `repo` and waits until its request is pending. */
 async function pendingCommit(
   s: SignStack,
@@ -479,17 +494,7 @@ Deno.test("git killed while its request is pending: the request is withdrawn, no
     assert.equal((await entries(tmp)).length, 1, "the front made its note dir");
     git.kill("SIGKILL");
     await git.status;
-    assert.ok(
-      await eventually(async () => (await s.admin.list()).length === 0),
-      "the request left the pending list",
-    );
-    await waitForHistory(s.admin, (e) => e.id === id && e.event === "cancelled");
-    let left: string[] = [];
-    assert.ok(
-      await eventually(async () => (left = await leftovers(s, tmp)).length === 0),
-      `left running:\n${left.join("\n")}`,
-    );
-    assert.deepEqual(await entries(tmp), []);
+    await assertWithdrawnAndClean(s, id, tmp);
   } finally {
     await s.close();
   }
@@ -516,17 +521,7 @@ Deno.test("the front killed while pending: git returns, the request is withdrawn
       } catch { /* it returned */ }
       await git.status;
     }
-    assert.ok(
-      await eventually(async () => (await s.admin.list()).length === 0),
-      "the request left the pending list",
-    );
-    await waitForHistory(s.admin, (e) => e.id === id && e.event === "cancelled");
-    let left: string[] = [];
-    assert.ok(
-      await eventually(async () => (left = await leftovers(s, tmp)).length === 0),
-      `left running:\n${left.join("\n")}`,
-    );
-    assert.deepEqual(await entries(tmp), []);
+    await assertWithdrawnAndClean(s, id, tmp);
     const head = await exec("git", ["-C", repo, "rev-parse", "--verify", "-q", "HEAD"], {
       env: s.env,
     });

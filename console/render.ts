@@ -17,7 +17,7 @@
 import { escapeLine } from "../lib/sanitize.ts";
 import type { HistoryEntry, RequestView } from "../lib/protocol.ts";
 import { describeHistoryEntry, describeRequest, formatCountdown, shortId } from "./describe.ts";
-import { cell, padRow, pushAll, type Seg, seg, toAnsi, wrapLine } from "./text.ts";
+import { cell, type Line, padRow, pushAll, type Seg, seg, toAnsi, wrapLine } from "./text.ts";
 import {
   DENY_RULE_CHOICES,
   grantChoices,
@@ -384,6 +384,14 @@ function maskSeg(typed: boolean, busy: boolean, busyText: string): Seg {
     : seg("(nothing typed)", "dim");
 }
 
+/** The store's own message on the passphrase screens (escaped: it comes from the backend). */
+function storeLine(state: UiState): Line {
+  return {
+    segs: [seg("store: ", "label"), seg(escapeLine(state.store?.message ?? ""))],
+    cont: [seg("       ")],
+  };
+}
+
 /** The prompt's lines when it creates the store: a new passphrase, typed twice. */
 function createLines(state: UiState): { segs: Seg[]; cont?: Seg[] }[] {
   const u = state.unlock;
@@ -396,13 +404,7 @@ function createLines(state: UiState): { segs: Seg[]; cont?: Seg[] }[] {
         "warn",
       )],
     },
-    {
-      segs: [
-        seg("store: ", "label"),
-        seg(escapeLine(state.store?.message ?? "")),
-      ],
-      cont: [seg("       ")],
-    },
+    storeLine(state),
     { segs: [] },
     {
       segs: [seg(
@@ -454,13 +456,7 @@ function unlockBody(state: UiState, cols: number, height: number): Seg[][] {
         "warn",
       )],
     },
-    {
-      segs: [
-        seg("store: ", "label"),
-        seg(escapeLine(state.store?.message ?? "")),
-      ],
-      cont: [seg("       ")],
-    },
+    storeLine(state),
     { segs: [] },
     {
       segs: [seg(
